@@ -105,7 +105,7 @@ def common_settings(service: str) -> tuple[Setting, ...]:
                 help="RabbitMQ"),
         Setting("JWT_ALGORITHM", _choice("HS256", "RS256"), default="HS256",
                 help="HS256 (shared secret) or RS256 (public key)"),
-        Setting("JWT_SECRET", dev_default="fleet-development-secret", secret=True,
+        Setting("JWT_SECRET", dev_default="fleet-development-secret-not-for-production", secret=True,
                 required=False, help="HMAC secret for HS256 tokens"),
         Setting("JWT_PUBLIC_KEY", required=False, help="PEM public key for RS256 tokens"),
         Setting("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO"),
@@ -170,8 +170,11 @@ def load_settings(
 
 def _check_jwt(values: dict[str, Any]) -> None:
     algorithm = values.get("JWT_ALGORITHM")
-    if algorithm == "HS256" and "JWT_SECRET" in values and not values["JWT_SECRET"]:
-        raise ConfigError("JWT_SECRET is required when JWT_ALGORITHM=HS256")
+    if algorithm == "HS256" and "JWT_SECRET" in values:
+        if not values["JWT_SECRET"]:
+            raise ConfigError("JWT_SECRET is required when JWT_ALGORITHM=HS256")
+        if len(values["JWT_SECRET"].encode()) < 32:
+            raise ConfigError("JWT_SECRET=<hidden> is invalid: must be at least 32 bytes")
     if algorithm == "RS256" and "JWT_PUBLIC_KEY" in values:
         key = values["JWT_PUBLIC_KEY"] or ""
         if "BEGIN PUBLIC KEY" not in key:

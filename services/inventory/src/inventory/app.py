@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+
+from fleet_shared.http.app import create_service_app
+from inventory.resources import register
+from inventory.service import SERVICE
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    return create_service_app(SERVICE.name, "Fleet Inventory API", SERVICE.settings, register,
+                              config)

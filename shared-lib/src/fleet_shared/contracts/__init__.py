@@ -1,0 +1,52 @@
+"""Event contracts: one JSON Schema per event type and version, kept here and nowhere else.
+
+Publishers are tested against these schemas; consumers validate every event at receipt, and
+an event that breaks its contract is parked with the reason instead of reaching a handler.
+File names are ``events/<type>.v<version>.json``; each schema describes the envelope's `data`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from fleet_shared.events.consumer import PoisonEvent
+from fleet_shared.events.envelope import Event
+
+SCHEMA_DIR = Path(__file__).parent / "events"
+
+
+class ContractError(PoisonEvent):
+    """An event whose type, version or data does not match a known contract."""
+
+
+@cache
+def contracts() -> dict[tuple[str, int], dict[str, Any]]:
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        event_type, _, version = path.stem.rpartition(".v")
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)
+        found[(event_type, int(version))] = schema
+    return found
+
+
+@cache
+def _validator(event_type: str, version: int) -> Draft202012Validator:
+    schema = contracts().get((event_type, version))
+    if schema is None:
+        raise ContractError(f"no contract for {event_type} v{version}")
+    return Draft202012Validator(schema)
+
+
+def validate(event: Event) -> None:
+    errors = sorted(_validator(event.type, event.version).iter_errors(event.data),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "data"
+        raise ContractError(f"{event.type} v{event.version} breaks its contract at "
+                            f"{where}: {errors[0].message}")

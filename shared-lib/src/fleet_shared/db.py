@@ -1,0 +1,194 @@
+"""SQLAlchemy 2 engine per app, the unit of work, and the infrastructure tables.
+
+Every service database holds the same three infrastructure tables beside its own: the outbox
+(events waiting for the broker), the inbox (events already applied) and the idempotency keys of
+`POST` requests. Their definitions live here once; each service's first migration creates them
+with `create_infrastructure_tables`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+if TYPE_CHECKING:
+    from fleet_shared.events.envelope import Event
+
+
+def engine_url(database_url: str) -> str:
+    """Use psycopg 3 whatever driver the URL names (plain postgresql:// included)."""
+    scheme, _, rest = database_url.partition("://")
+    return f"postgresql+psycopg://{rest}" if scheme.startswith("postgresql") else database_url
+
+
+def make_engine(database_url: str, pool_size: int = 5, **kwargs: Any) -> Engine:
+    return create_engine(
+        engine_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,  # a dead connection fails one request; pinging costs every request
+        pool_recycle=1800,
+        **kwargs,
+    )
+
+
+class InfraBase(DeclarativeBase):
+    metadata = MetaData()
+
+
+class OutboxRow(InfraBase):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID, unique=True)
+    type: Mapped[str] = mapped_column(String(200))
+    correlation_id: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+
+
+class InboxRow(InfraBase):
+    __tablename__ = "inbox"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class IdempotencyRow(InfraBase):
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[Any] = mapped_column(JSONB)
+    location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+OUTBOX_CHANNEL = "fleet_outbox"
+
+# Wakes the relay at commit time (NOTIFY is transactional) instead of making it poll.
+_NOTIFY_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION fleet_outbox_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql
+"""
+_NOTIFY_TRIGGER = """
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+FOR EACH STATEMENT EXECUTE FUNCTION fleet_outbox_notify()
+"""
+
+
+def create_infrastructure_tables(op: Any) -> None:
+    """Called from a service's first Alembic migration with its `op`."""
+    bind = op.get_bind()
+    InfraBase.metadata.create_all(bind)
+    op.execute(_NOTIFY_FUNCTION)
+    op.execute(_NOTIFY_TRIGGER)
+
+
+def drop_infrastructure_tables(op: Any) -> None:
+    bind = op.get_bind()
+    InfraBase.metadata.drop_all(bind)
+    op.execute("DROP FUNCTION IF EXISTS fleet_outbox_notify()")
+
+
+class UnitOfWork:
+    """One transaction: rolls back unless `commit()` was called.
+
+    Events added with `publish()` are written to the outbox in the same transaction as the
+    state change, so either both happen or neither does. Units of work nest: inside an outer
+    block, `commit()` only flushes and the outermost block decides (the Idempotency-Key store
+    uses this to save the response in the same transaction as the effect).
+    """
+
+    session: Session
+
+    def __init__(self, session_factory: Callable[[], Session]) -> None:
+        self._session_factory = session_factory
+        self._depth = 0
+
+    def __enter__(self) -> UnitOfWork:
+        if self._depth == 0:
+            self.session = self._session_factory()
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+
+    def publish(self, event: Event) -> None:
+        self.session.add(
+            OutboxRow(
+                event_id=uuid.UUID(event.id),
+                type=event.type,
+                correlation_id=event.correlation_id,
+                body=event.to_json(),
+            )
+        )
+
+    def commit(self) -> None:
+        if self._depth > 1:
+            self.session.flush()
+        else:
+            self.session.commit()
+
+
+class Database:
+    """The engine and session factory of one app or worker."""
+
+    def __init__(self, database_url: str, pool_size: int = 5) -> None:
+        self.engine = make_engine(database_url, pool_size)
+        # Reads run outside an explicit transaction: no BEGIN/ROLLBACK round trips per request.
+        self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    def ping(self) -> None:
+        with self.read_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

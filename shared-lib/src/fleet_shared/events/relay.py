@@ -1,0 +1,284 @@
+"""The outbox relay: moves committed outbox rows to the broker without losing or holding any.
+
+A batch of unsent rows is claimed with ``FOR UPDATE SKIP LOCKED`` (so several relays can run at
+once), published on a channel in confirm mode without waiting message by message, and marked
+sent in the same transaction only once the broker has acked them. A crash anywhere before that
+commit leaves the rows unsent: they are published again, and the consumers' inbox absorbs the
+duplicate. PostgreSQL ``NOTIFY`` (fired by a trigger on the outbox) wakes the relay at commit
+time, so an idle relay costs nothing and a busy one never sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pika
+import psycopg
+from pika.spec import Basic
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from fleet_shared.db import OUTBOX_CHANNEL, Database
+from fleet_shared.events import metrics
+from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, connection_parameters
+
+log = logging.getLogger(__name__)
+
+_CLAIM = text(
+    "SELECT id, event_id, type, correlation_id, body FROM outbox WHERE sent_at IS NULL "
+    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
+_BACKLOG = text(
+    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+    "FROM outbox WHERE sent_at IS NULL"
+)
+
+
+class RelayStopped(Exception):
+    pass
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        broker_url: str,
+        exchange: str,
+        *,
+        name: str = "relay",
+        batch_size: int = 500,
+        idle_poll: float = 2.0,
+        backlog_interval: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.broker_url = broker_url
+        self.exchange = exchange
+        self.name = name
+        self.batch_size = batch_size
+        self.idle_poll = idle_poll
+        self.backlog_interval = backlog_interval
+        self.connected = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until `stop` is set, reconnecting with back-off after any outage."""
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                _RelaySession(self, stop).run()
+                backoff.reset()
+            except (*CONNECTION_ERRORS, DBAPIError, psycopg.Error) as exc:
+                self.connected.clear()
+                delay = backoff.next_delay()
+                log.warning("relay connection lost, retrying", extra={
+                    "error": repr(exc), "retry_in": round(delay, 2)})
+                stop.wait(delay)
+        self.connected.clear()
+
+
+class _RelaySession:
+    """One broker connection's worth of relaying, driven by pika's asynchronous ioloop."""
+
+    def __init__(self, relay: OutboxRelay, stop: threading.Event) -> None:
+        self.relay = relay
+        self.stop = stop
+        self.error: BaseException | None = None
+        self.channel: Any = None
+        self.listener: psycopg.Connection[Any] | None = None
+        self.tx_conn: Connection | None = None
+        self.outstanding: dict[int, tuple[int, str]] = {}  # delivery tag -> (row id, type)
+        self.acked: list[tuple[int, str]] = []
+        self.nacked = 0
+        self.next_tag = 1
+        self.pump_scheduled = False
+        self.last_backlog = 0.0
+        self.last_pump = 0.0
+        self.closing = False
+        params = connection_parameters(relay.broker_url, relay.name)
+        self.connection = pika.SelectConnection(
+            params,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self.connection.ioloop.start()
+        finally:
+            self._rollback()
+            if self.listener is not None:
+                self.listener.close()
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self._close()
+
+    def _close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.connection.is_open:
+            self.connection.close()
+        else:
+            self.connection.ioloop.stop()
+
+    def _on_open(self, connection: Any) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_open_error(self, connection: Any, error: BaseException) -> None:
+        self.error = error if isinstance(error, Exception) else ConnectionError(str(error))
+        connection.ioloop.stop()
+
+    def _on_closed(self, connection: Any, reason: BaseException) -> None:
+        self.relay.connected.clear()
+        if not self.closing and self.error is None:
+            self.error = reason
+        connection.ioloop.stop()
+
+    def _on_channel_open(self, channel: Any) -> None:
+        self.channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.exchange_declare(self.relay.exchange, exchange_type="topic", durable=True,
+                                 callback=lambda _frame: channel.confirm_delivery(
+                                     self._on_confirm, callback=self._on_confirm_mode))
+
+    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
+        if not self.closing:
+            self._fail(reason if isinstance(reason, Exception) else ConnectionError(str(reason)))
+
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        self.listener = psycopg.connect(_psycopg_url(self.relay.db), autocommit=True)
+        self.listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        self.connection.ioloop.add_handler(
+            self.listener.fileno(), self._on_notify, self.connection.ioloop.READ)
+        self.relay.connected.set()
+        self._tick()
+        self._schedule_pump()
+
+    # --- the work --------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Periodic: notice a stop request, and poll in case a notification was missed."""
+        if self.stop.is_set():
+            if not self.outstanding:
+                self._close()
+                return
+        elif time.monotonic() - self.last_pump >= self.relay.idle_poll:
+            self._schedule_pump()
+        self.connection.ioloop.call_later(min(0.2, self.relay.idle_poll), self._tick)
+
+    def _on_notify(self, _fd: int, _events: int) -> None:
+        assert self.listener is not None
+        try:
+            for _ in self.listener.notifies(timeout=0):
+                pass
+        except psycopg.Error as exc:
+            self._fail(exc)
+            return
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if not self.pump_scheduled and not self.outstanding:
+            self.pump_scheduled = True
+            self.connection.ioloop.call_later(0, self._pump)
+
+    def _pump(self) -> None:
+        self.pump_scheduled = False
+        self.last_pump = time.monotonic()
+        if self.closing or self.outstanding or self.stop.is_set():
+            return
+        try:
+            self._report_backlog()
+            self.tx_conn = self.relay.db.engine.connect()
+            rows = self.tx_conn.execute(_CLAIM, {"limit": self.relay.batch_size}).all()
+        except (DBAPIError, psycopg.Error) as exc:
+            self._fail(exc)
+            return
+        if not rows:
+            self._rollback()
+            return
+        for row in rows:
+            self.channel.basic_publish(
+                self.relay.exchange,
+                routing_key=row.type,
+                body=row.body.encode(),
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=str(row.event_id),
+                    type=row.type,
+                    correlation_id=row.correlation_id,
+                    timestamp=int(time.time()),
+                ),
+            )
+            self.outstanding[self.next_tag] = (row.id, row.type)
+            self.next_tag += 1
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        tags = (
+            [t for t in self.outstanding if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            entry = self.outstanding.pop(tag, None)
+            if entry is None:
+                continue
+            if isinstance(method, Basic.Ack):
+                self.acked.append(entry)
+            else:
+                self.nacked += 1
+        if not self.outstanding:
+            self._finish_batch()
+
+    def _finish_batch(self) -> None:
+        assert self.tx_conn is not None
+        try:
+            if self.acked:
+                self.tx_conn.execute(_MARK_SENT, {"ids": [row_id for row_id, _ in self.acked]})
+            self.tx_conn.commit()
+        except (DBAPIError, psycopg.Error) as exc:
+            # Published but not marked: they go out again, and the inboxes absorb them.
+            self._fail(exc)
+            return
+        finally:
+            self._rollback()
+        for _row_id, event_type in self.acked:
+            metrics.PUBLISHED.labels(event_type).inc()
+        if self.nacked:
+            log.warning("broker refused events; they stay in the outbox",
+                        extra={"count": self.nacked})
+        self.acked = []
+        self.nacked = 0
+        self._schedule_pump()
+
+    def _rollback(self) -> None:
+        if self.tx_conn is not None:
+            try:
+                self.tx_conn.close()  # rolls back whatever was not committed
+            except (DBAPIError, psycopg.Error):
+                pass
+            self.tx_conn = None
+
+    def _report_backlog(self) -> None:
+        now = time.monotonic()
+        if now - self.last_backlog < self.relay.backlog_interval:
+            return
+        self.last_backlog = now
+        with self.relay.db.read_engine.connect() as conn:
+            count, age = conn.execute(_BACKLOG).one()
+        metrics.OUTBOX_BACKLOG.set(count)
+        metrics.OUTBOX_OLDEST_AGE.set(float(age))
+
+
+def _psycopg_url(db: Database) -> str:
+    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -1,0 +1,198 @@
+"""Render the gateway's NGINX template (gateway/nginx.conf.template) for a local run.
+
+The template is the one the container renders with envsubst at start-up; this module gives
+the local runner and the tests the same rendering in Python:
+
+- ``render(template, values)`` replaces every ``${NAME}`` placeholder (upper-case names only)
+  with ``values[NAME]`` and raises ``ValueError`` naming the first one that has no value.
+  NGINX's own variables (``$request_id``, ``$host``, ...) are never touched.
+- ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
+  local process, with the pid file, temp directories and logs under ``run_dir``.
+
+docs/gateway.md describes every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = [
+    "SERVICES",
+    "TEMPLATE_PATH",
+    "TEMPLATE_VARIABLES",
+    "local_values",
+    "read_template",
+    "render",
+    "server_lines",
+    "template_variables",
+]
+
+#: gateway/nginx.conf.template in the repository checkout this package is installed from
+#: (shared-lib/src/fleet_shared/gateway.py -> four levels up is the repository root).
+TEMPLATE_PATH: Path = Path(__file__).resolve().parents[3] / "gateway" / "nginx.conf.template"
+
+#: The services behind the gateway, each routed from /<service>/ to an upstream of that name.
+SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
+
+#: Every variable the template declares; the container's envsubst step uses the same list.
+TEMPLATE_VARIABLES: frozenset[str] = frozenset(
+    {
+        "GATEWAY_LISTEN",
+        "INVENTORY_SERVERS",
+        "SHIPPING_SERVERS",
+        "SUPPORT_SERVERS",
+        "GATEWAY_RATE",
+        "GATEWAY_BURST",
+        "GATEWAY_READ_TIMEOUT",
+        "GATEWAY_RUN_DIR",
+        "GATEWAY_ACCESS_LOG",
+        "GATEWAY_ERROR_LOG",
+        "GATEWAY_WORKER_PROCESSES",
+    }
+)
+
+# ${NAME} with an upper-case name: the template's own variables. NGINX variables are lower case
+# ($request_id, ${request_id}), so they never match.
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+_RATE = re.compile(r"^[1-9][0-9]*r/[sm]$")
+_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h)?$")
+# host:port, [v6]:port, a bare port or a unix: socket; no spaces or ";" that would end the
+# directive early.
+_ADDRESS = re.compile(r"^[^\s;{}#'\"]+$")
+
+
+def template_variables(template: str) -> frozenset[str]:
+    """The variables a template declares: every distinct ``${NAME}`` in it."""
+    return frozenset(_PLACEHOLDER.findall(template))
+
+
+def read_template(path: str | os.PathLike[str] = TEMPLATE_PATH) -> str:
+    """The template's text (by default the repository's gateway/nginx.conf.template)."""
+    return Path(path).read_text(encoding="utf-8")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Replace each ``${NAME}`` the template declares with ``values[NAME]``.
+
+    Names in ``values`` that the template does not use are ignored, so ``os.environ`` can be
+    passed as it is. A declared name without a value raises ``ValueError`` naming it.
+    """
+    missing = sorted(template_variables(template) - values.keys())
+    if missing:
+        raise ValueError(
+            f"gateway template variable {missing[0]} has no value"
+            + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else "")
+        )
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def server_lines(
+    addresses: Sequence[str], *, max_fails: int = 1, fail_timeout: str = "2s"
+) -> str:
+    """NGINX ``server`` lines for an upstream block, one per address.
+
+    ``max_fails=1 fail_timeout=2s``: after one failed attempt a server is skipped for two
+    seconds, so a stopped local replica costs one retried request, not one per request.
+    """
+    if not addresses:
+        raise ValueError("an upstream needs at least one server address")
+    if max_fails < 0:
+        raise ValueError(f"max_fails must not be negative, got {max_fails}")
+    _check(_DURATION, fail_timeout, "fail_timeout")
+    lines = []
+    for address in addresses:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"invalid upstream server address {address!r}")
+        lines.append(f"server {address} max_fails={max_fails} fail_timeout={fail_timeout};")
+    return " ".join(lines)
+
+
+def local_values(
+    run_dir: str | os.PathLike[str],
+    listen: str,
+    upstreams: Mapping[str, Sequence[str]],
+    rate: str = "100r/s",
+    burst: int = 200,
+    *,
+    read_timeout: str = "30s",
+    worker_processes: int | str = 1,
+    access_log: str | os.PathLike[str] | None = None,
+    error_log: str | os.PathLike[str] | None = None,
+    max_fails: int = 1,
+    fail_timeout: str = "2s",
+) -> dict[str, str]:
+    """Template values for NGINX run as a local process.
+
+    ``run_dir``: directory for the pid file and temp directories, and by default the logs
+    (``access.log``, ``error.log``). It is created if missing. When this runs as root, NGINX's
+    worker processes run as the unprivileged default user (``nobody`` on Debian), so the
+    directory is made traversable by others (``o+x``) and every directory above it must be
+    too, or a ``ValueError`` says which one is not (``/tmp/...`` works; a pytest ``tmp_path``
+    or anything under ``/root`` does not).
+
+    ``listen``: ``host:port`` or ``port`` (e.g. ``"127.0.0.1:8080"``).
+    ``upstreams``: addresses per service, exactly the keys ``inventory``, ``shipping`` and
+    ``support``, e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``.
+    ``rate``/``burst``: the per-client rate limit (``"100r/s"``, 200).
+    """
+    run = Path(run_dir).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        _make_reachable_by_workers(run)
+
+    if not _ADDRESS.match(listen):
+        raise ValueError(f"invalid listen address {listen!r}")
+    unknown = sorted(set(upstreams) - set(SERVICES))
+    if unknown:
+        raise ValueError(f"unknown service {unknown[0]!r} in upstreams (known: {SERVICES})")
+    missing = [name for name in SERVICES if name not in upstreams]
+    if missing:
+        raise ValueError(f"no upstream servers given for service {missing[0]!r}")
+    _check(_RATE, rate, "rate")
+    if burst < 0:
+        raise ValueError(f"burst must not be negative, got {burst}")
+    _check(_DURATION, read_timeout, "read_timeout")
+    if not (worker_processes == "auto" or (str(worker_processes).isdigit()
+                                            and int(worker_processes) > 0)):
+        raise ValueError(f"worker_processes must be a positive number or 'auto', got "
+                         f"{worker_processes!r}")
+
+    values = {
+        "GATEWAY_LISTEN": listen,
+        "GATEWAY_RATE": rate,
+        "GATEWAY_BURST": str(burst),
+        "GATEWAY_READ_TIMEOUT": read_timeout,
+        "GATEWAY_RUN_DIR": str(run),
+        "GATEWAY_ACCESS_LOG": str(access_log if access_log is not None else run / "access.log"),
+        "GATEWAY_ERROR_LOG": str(error_log if error_log is not None else run / "error.log"),
+        "GATEWAY_WORKER_PROCESSES": str(worker_processes),
+    }
+    for name in SERVICES:
+        try:
+            lines = server_lines(upstreams[name], max_fails=max_fails, fail_timeout=fail_timeout)
+        except ValueError as exc:
+            raise ValueError(f"upstream {name}: {exc}") from None
+        values[f"{name.upper()}_SERVERS"] = lines
+    return values
+
+
+def _check(pattern: re.Pattern[str], value: str, name: str) -> None:
+    if not pattern.match(value):
+        raise ValueError(f"invalid {name} {value!r}")
+
+
+def _make_reachable_by_workers(run: Path) -> None:
+    """Let NGINX workers that dropped root reach their temp directories under ``run``."""
+    mode = run.stat().st_mode
+    if not mode & stat.S_IXOTH:
+        run.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    for parent in run.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            raise ValueError(
+                f"gateway run directory {run} is not reachable by NGINX's worker user: "
+                f"{parent} is not searchable by others (chmod o+x, or use a directory in /tmp)"
+            )

@@ -1,0 +1,146 @@
+"""The app factory every service api builds on: conventions of DESIGN.md §2 in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+from werkzeug.exceptions import HTTPException
+
+from fleet_shared import logs
+from fleet_shared.db import Database
+from fleet_shared.http.auth import TokenVerifier
+from fleet_shared.http.openapi import build_openapi
+from fleet_shared.http.resources import ProblemApi, problem_for
+from fleet_shared.problems import Problem
+from fleet_shared.settings import ConfigError, Setting, Settings, load_settings
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass
+class Fleet:
+    """What a request needs from the app, kept in ``app.extensions["fleet"]``."""
+
+    service: str
+    settings: Settings
+    db: Database
+    verifier: TokenVerifier
+
+
+def create_service_app(
+    service: str,
+    title: str,
+    settings_spec: tuple[Setting, ...],
+    register: Callable[[ProblemApi], None],
+    config: Mapping[str, str] | None = None,
+) -> Flask:
+    """Build a service's Flask app. `config` overrides the environment (tests use it)."""
+    settings = load_settings(settings_spec, {**os.environ, **(config or {})})
+    logs.configure_logging(service, "api", settings["LOG_LEVEL"])
+    app = Flask(service)
+    app.config["RESTFUL_JSON"] = {"separators": (",", ":")}
+    key = settings["JWT_SECRET"] if settings["JWT_ALGORITHM"] == "HS256" \
+        else settings["JWT_PUBLIC_KEY"]
+    fleet = Fleet(service, settings, Database(settings["DATABASE_URL"], settings["DB_POOL_SIZE"]),
+                  TokenVerifier(settings["JWT_ALGORITHM"], key))
+    app.extensions["fleet"] = fleet
+
+    _install_request_id(app)
+    _install_problem_handlers(app)
+    _install_health(app, fleet)
+
+    blueprint = Blueprint("v1", service, url_prefix="/v1")
+    api = ProblemApi(blueprint)
+    register(api)
+
+    @blueprint.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(build_openapi(api, title, "1.0.0", "/v1"))
+
+    app.register_blueprint(blueprint)
+    _install_metrics(app)
+    return app
+
+
+def _install_request_id(app: Flask) -> None:
+    @app.before_request
+    def take_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = rid
+        g.started = time.perf_counter()
+        g.log_token = logs.request_id.set(rid)
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.method != "GET":
+            log.info("request handled", extra={
+                "method": request.method, "route": str(request.url_rule or ""),
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 2)})
+        return response
+
+    @app.teardown_request
+    def forget_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
+
+
+def _install_problem_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def problem(error: Problem) -> Response:
+        return error.response()
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return problem_for(error).response()
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        return problem_for(error).response()
+
+
+def _install_health(app: Flask, fleet: Fleet) -> None:
+    @app.get("/livez")
+    def livez() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        try:
+            fleet.db.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("not ready", extra={"error": repr(exc)})
+            return {"status": "unavailable", "checks": {"database": "down"}}, 503
+        return {"status": "ok", "checks": {"database": "up"}}
+
+
+def _install_metrics(app: Flask) -> None:
+    """Requests and latency by route; gunicorn workers share them through files when
+    PROMETHEUS_MULTIPROC_DIR is set (the api entry point always sets it)."""
+    options: dict[str, Any] = {
+        "group_by": "url_rule",
+        "default_labels": {"service": app.name},
+        "excluded_paths": ["/livez", "/readyz", "/metrics"],
+    }
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        GunicornInternalPrometheusMetrics(app, **options)
+    else:
+        PrometheusMetrics(app, registry=CollectorRegistry(), **options)
+
+
+__all__ = ["ConfigError", "Fleet", "create_service_app"]

@@ -1,0 +1,110 @@
+"""flask-restful plumbing: the problem-answering Api and the `operation` decorator.
+
+`operation` is where a resource method declares what it takes and returns; the same
+declaration authenticates and validates the request and generates the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask_restful
+from flask import Response, current_app, g, request
+from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException
+
+from fleet_shared.http.idempotency import run_idempotent
+from fleet_shared.http.validation import parse_body, parse_query
+from fleet_shared.problems import Problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    scope: str | None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    responses: Mapping[int, type[BaseModel] | None] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    idempotent: bool = False
+    conditional: bool = False  # honours If-Match
+
+
+def operation(
+    summary: str,
+    *,
+    scope: str | None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    responses: Mapping[int, type[BaseModel] | None],
+    errors: tuple[int, ...] = (),
+    idempotent: bool = False,
+    conditional: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    op = Operation(summary, scope, body, query, dict(responses), errors, idempotent, conditional)
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(resource: Any, **path: Any) -> Any:
+            fleet = current_app.extensions["fleet"]
+            if op.scope is not None:
+                g.principal = fleet.verifier.authenticate(
+                    request.headers.get("Authorization"), op.scope)
+            if op.query is not None:
+                path["query"] = parse_query(op.query)
+            if op.body is not None:
+                path["body"] = parse_body(op.body)
+            key = request.headers.get("Idempotency-Key")
+            if op.idempotent and key is not None:
+                payload = path["body"].model_dump(mode="json") if "body" in path else None
+                uow = fleet.db.unit_of_work()
+                g.uow = uow
+                return run_idempotent(uow, key, g.principal.subject, payload,
+                                      lambda: method(resource, **path))
+            return method(resource, **path)
+
+        wrapper.__operation__ = op  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def unit_of_work() -> Any:
+    """The request's unit of work: the Idempotency-Key store's, when one is open."""
+    return g.get("uow") or current_app.extensions["fleet"].db.unit_of_work()
+
+
+def problem_for(error: BaseException) -> Problem:
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, HTTPException) and error.code is not None:
+        detail = error.description or error.name
+        if error.code == 400 and "JSON" in str(detail):
+            return Problem(400, "The request body is not valid JSON.", type_="malformed-json")
+        problem = Problem(error.code, str(detail))
+        if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            problem.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return problem
+    log.error("unhandled error", exc_info=error)
+    return Problem(500, "An unexpected error occurred; it has been logged.")
+
+
+class ProblemApi(flask_restful.Api):
+    """An Api whose every error path, flask-restful's own included, answers problem+json."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.routes: list[tuple[type[flask_restful.Resource], tuple[str, ...]]] = []
+
+    def add_resource(self, resource: Any, *urls: str, **kwargs: Any) -> None:
+        self.routes.append((resource, urls))  # the OpenAPI document is built from these
+        super().add_resource(resource, *urls, **kwargs)
+
+    def handle_error(self, e: Exception) -> Response:
+        return problem_for(e).response()

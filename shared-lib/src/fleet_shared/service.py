@@ -1,0 +1,125 @@
+"""What a service is, to the shared entry points: its name, settings, app and event handlers.
+
+Each service package exposes one `ServiceSpec` as ``<svc>.service.SERVICE`` (also registered
+under the ``fleet.services`` entry point group, which is how fleetctl finds the installed ones).
+Its console script is `service_main(SERVICE)`: ``<svc> api | worker | migrate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from fleet_shared import logs
+from fleet_shared.db import Database
+from fleet_shared.events.broker import Topology
+from fleet_shared.events.consumer import Consumer, Handler
+from fleet_shared.settings import (
+    ConfigError,
+    Setting,
+    Settings,
+    common_settings,
+    exit_on_config_error,
+    load_settings,
+)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    title: str
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    extra_settings: tuple[Setting, ...] = ()
+
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        """Every setting the service's processes read."""
+        return common_settings(self.name) + self.extra_settings
+
+    @property
+    def app_factory(self) -> str:
+        return f"{self.name}.app:create_app()"
+
+    def load_settings(self, environ: Mapping[str, str] | None = None) -> Settings:
+        return load_settings(self.settings, environ)
+
+    def topology(self, settings: Settings) -> Topology:
+        return Topology(self.name, settings["EVENT_EXCHANGE"], tuple(sorted(self.handlers)),
+                        settings["EVENT_RETRY_DELAYS_MS"])
+
+
+def installed_services() -> dict[str, ServiceSpec]:
+    return {ep.name: ep.load() for ep in entry_points(group="fleet.services")}
+
+
+def service_main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=spec.name, description=f"Fleet {spec.title}")
+    parser.add_argument("command", choices=["api", "worker", "migrate"])
+    args = parser.parse_args(argv)
+    try:
+        settings = spec.load_settings()
+    except ConfigError as error:
+        exit_on_config_error(error)
+    {"api": run_api, "worker": run_worker, "migrate": run_migrate}[args.command](spec, settings)
+
+
+def run_api(spec: ServiceSpec, settings: Settings) -> None:
+    from gunicorn.app.wsgiapp import run
+
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                          tempfile.mkdtemp(prefix=f"{spec.name}-metrics-"))
+    os.environ["FLEET_SERVICE"] = spec.name
+    sys.argv = ["gunicorn", "--config", "python:fleet_shared.gunicorn_conf", spec.app_factory]
+    run()
+
+
+def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> object:
+    from fleet_shared.events.relay import OutboxRelay
+    from fleet_shared.worker import Worker
+
+    db = Database(settings["DATABASE_URL"], settings["DB_POOL_SIZE"])
+    relay = OutboxRelay(db, settings["BROKER_URL"], settings["EVENT_EXCHANGE"],
+                        name=f"{spec.name}-relay")
+    consumer = None
+    if spec.handlers:
+        from fleet_shared.contracts import validate
+
+        consumer = Consumer(db, spec.topology(settings), spec.handlers, settings["BROKER_URL"],
+                            prefetch=settings["CONSUMER_PREFETCH"], validate=validate,
+                            name=f"{spec.name}-consumer")
+    return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,
+                  settings["GRACEFUL_TIMEOUT"])
+
+
+def run_worker(spec: ServiceSpec, settings: Settings) -> None:
+    from fleet_shared.worker import Worker
+
+    logs.configure_logging(spec.name, "worker", settings["LOG_LEVEL"])
+    worker = build_worker(spec, settings)
+    assert isinstance(worker, Worker)
+    worker.run()
+
+
+def run_migrate(spec: ServiceSpec, settings: Settings) -> None:
+    """Bring the database schema and the service's broker queues up to this version."""
+    import pika
+
+    from fleet_shared import migrations
+    from fleet_shared.events.broker import connection_parameters, declare_exchange
+
+    logs.configure_logging(spec.name, "migrate", settings["LOG_LEVEL"])
+    migrations.upgrade(spec.name, settings["DATABASE_URL"])
+    connection = pika.BlockingConnection(
+        connection_parameters(settings["BROKER_URL"], f"{spec.name}-migrate"))
+    try:
+        channel = connection.channel()
+        declare_exchange(channel, settings["EVENT_EXCHANGE"])
+        if spec.handlers:
+            spec.topology(settings).declare(channel)
+    finally:
+        connection.close()

