@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -108,18 +109,21 @@ FOR EACH STATEMENT EXECUTE FUNCTION fleet_outbox_notify()
 """
 
 
+def install_infrastructure(connection: Connection) -> None:
+    InfraBase.metadata.create_all(connection)
+    connection.execute(text(_NOTIFY_FUNCTION))
+    connection.execute(text(_NOTIFY_TRIGGER))
+
+
 def create_infrastructure_tables(op: Any) -> None:
     """Called from a service's first Alembic migration with its `op`."""
-    bind = op.get_bind()
-    InfraBase.metadata.create_all(bind)
-    op.execute(_NOTIFY_FUNCTION)
-    op.execute(_NOTIFY_TRIGGER)
+    install_infrastructure(op.get_bind())
 
 
 def drop_infrastructure_tables(op: Any) -> None:
     bind = op.get_bind()
     InfraBase.metadata.drop_all(bind)
-    op.execute("DROP FUNCTION IF EXISTS fleet_outbox_notify()")
+    bind.execute(text("DROP FUNCTION IF EXISTS fleet_outbox_notify()"))
 
 
 class UnitOfWork:

@@ -153,8 +153,8 @@ def local_values(
     if missing:
         raise ValueError(f"no upstream servers given for service {missing[0]!r}")
     _check(_RATE, rate, "rate")
-    if burst < 0:
-        raise ValueError(f"burst must not be negative, got {burst}")
+    if burst < 1:  # NGINX refuses burst=0
+        raise ValueError(f"burst must be a positive number, got {burst}")
     _check(_DURATION, read_timeout, "read_timeout")
     if not (worker_processes == "auto" or (str(worker_processes).isdigit()
                                             and int(worker_processes) > 0)):

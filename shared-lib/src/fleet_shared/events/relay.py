@@ -114,6 +114,7 @@ class _RelaySession:
             self._rollback()
             if self.listener is not None:
                 self.listener.close()
+            self.connection.ioloop.close()
         if self.error is not None:
             raise self.error
 

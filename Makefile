@@ -1,0 +1,55 @@
+# Fleet: one command runs the fleet (make run), one runs the tests (make test).
+SERVICES := inventory shipping support
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+export UV_LINK_MODE ?= copy
+
+.PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system
+
+## setup: install uv if missing, then every package and dev tool from the lock file
+setup: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock shared-lib/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+## deps-system: nginx for the gateway (PostgreSQL and RabbitMQ are expected to run)
+deps-system:
+	@command -v nginx >/dev/null 2>&1 || ( command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && apt-get install -y -qq nginx) ) || \
+		echo "nginx is missing: install it with 'apt-get install -y nginx'"
+
+## run: the whole fleet in the foreground (Ctrl-C stops it)
+run: setup deps-system
+	.venv/bin/fleetctl up --foreground
+
+## up / down / status: the same fleet in the background
+up: setup deps-system
+	.venv/bin/fleetctl up
+
+down: setup
+	.venv/bin/fleetctl down
+
+status: setup
+	.venv/bin/fleetctl status
+
+## test: lint, type checks and every test (unit, integration, e2e, deploy)
+test: setup deps-system lint typecheck
+	.venv/bin/pytest shared-lib/tests $(foreach s,$(SERVICES),services/$(s)/tests) tests
+
+test-unit: setup
+	.venv/bin/pytest -q shared-lib/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit)
+
+lint: setup
+	.venv/bin/ruff check .
+
+typecheck: setup
+	.venv/bin/mypy shared-lib/src $(foreach s,$(SERVICES),services/$(s)/src)
+
+## bench: throughput figures, each against a baseline measured in the same run
+bench: setup deps-system
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf .venv .fleet .pytest_cache .mypy_cache .ruff_cache
