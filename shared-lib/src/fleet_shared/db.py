@@ -87,7 +87,7 @@ class IdempotencyRow(InfraBase):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int | None] = mapped_column(Integer)
-    body: Mapped[Any] = mapped_column(JSONB)
+    body: Mapped[Any] = mapped_column(JSONB, nullable=True)
     location: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

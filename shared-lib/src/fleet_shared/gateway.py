@@ -8,6 +8,16 @@ the local runner and the tests the same rendering in Python:
   NGINX's own variables (``$request_id``, ``$host``, ...) are never touched.
 - ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
   local process, with the pid file, temp directories and logs under ``run_dir``.
+- ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``nginx_command(run_dir,
+  conf)`` is the command line that runs it in the foreground.
+
+A local run::
+
+    values = local_values(run_dir, "127.0.0.1:8080", {"inventory": ["127.0.0.1:8111"],
+                          "shipping": ["127.0.0.1:8121"], "support": ["127.0.0.1:8131"]})
+    conf = write_config(run_dir, values)
+    subprocess.run(nginx_command(run_dir, conf, "-t"), check=True)
+    process = subprocess.Popen(nginx_command(run_dir, conf))
 
 docs/gateway.md describes every variable.
 """
@@ -25,10 +35,12 @@ __all__ = [
     "TEMPLATE_PATH",
     "TEMPLATE_VARIABLES",
     "local_values",
+    "nginx_command",
     "read_template",
     "render",
     "server_lines",
     "template_variables",
+    "write_config",
 ]
 
 #: gateway/nginx.conf.template in the repository checkout this package is installed from
@@ -178,6 +190,27 @@ def local_values(
             raise ValueError(f"upstream {name}: {exc}") from None
         values[f"{name.upper()}_SERVERS"] = lines
     return values
+
+
+def write_config(run_dir: str | os.PathLike[str], values: Mapping[str, str],
+                 template: str | None = None) -> Path:
+    """Render the template (by default the repository's) to ``run_dir/nginx.conf``."""
+    conf = Path(run_dir) / "nginx.conf"
+    conf.write_text(render(read_template() if template is None else template, values),
+                    encoding="utf-8")
+    return conf
+
+
+def nginx_command(run_dir: str | os.PathLike[str], conf: str | os.PathLike[str],
+                  *extra: str, nginx: str = "nginx") -> list[str]:
+    """The command that runs NGINX on a rendered file, in the foreground.
+
+    ``-p`` keeps any relative path inside ``run_dir``; ``-e stderr`` replaces the compiled-in
+    error log (``/var/log/nginx/error.log``, not writable for a user) that NGINX opens before
+    it has read the file. Add ``"-t"`` to only check the file. Stop the process with SIGQUIT
+    to let in-flight requests finish, or SIGTERM to stop at once.
+    """
+    return [nginx, "-p", f"{Path(run_dir)}/", "-e", "stderr", "-c", str(conf), *extra]
 
 
 def _check(pattern: re.Pattern[str], value: str, name: str) -> None:

@@ -7,6 +7,7 @@ sent. Nothing is lost and nothing is done twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -43,7 +44,7 @@ def housekeeping(db: Database) -> None:
 def _metrics_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
     return REGISTRY
 
@@ -61,9 +62,9 @@ class HealthServer:
                 elif self.path == "/readyz":
                     checks = ready()
                     ok = all(checks.values())
-                    body = '{"status":"%s","checks":{%s}}' % (
-                        "ok" if ok else "unavailable",
-                        ",".join(f'"{k}":"{"up" if v else "down"}"' for k, v in checks.items()))
+                    body = json.dumps({
+                        "status": "ok" if ok else "unavailable",
+                        "checks": {k: "up" if v else "down" for k, v in checks.items()}})
                     self._send(200 if ok else 503, body.encode())
                 elif self.path == "/metrics":
                     self._send(200, generate_latest(registry), "text/plain; version=0.0.4")

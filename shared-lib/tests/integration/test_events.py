@@ -21,6 +21,7 @@ from fleet_shared.events.consumer import REASON_HEADER, Consumer
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay, _RelaySession
 from fleet_shared.testing import wait_for
+
 EVENT_TYPE = "test.thing.happened"
 
 pytestmark = pytest.mark.integration

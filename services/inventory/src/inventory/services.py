@@ -41,8 +41,9 @@ _LIST_PRODUCTS = text(
 
 def _product(row: Row[Any]) -> dict[str, Any]:
     stock = row.stock
-    totals = {key: sum(level[key] for level in stock)
-              for key in ("on_hand", "reserved", "available")}
+    totals = {
+        key: sum(level[key] for level in stock) for key in ("on_hand", "reserved", "available")
+    }
     return {
         "sku": row.sku,
         "name": row.name,
@@ -71,19 +72,25 @@ def get_product_in(uow: UnitOfWork, sku: str) -> dict[str, Any]:
     return _product_or_404(uow.session.execute(_GET_PRODUCT, {"sku": sku}).first(), sku)
 
 
-def list_products(db: Database, limit: int, after: str | None, q: str | None) -> list[dict[str, Any]]:
+def list_products(
+    db: Database, limit: int, after: str | None, q: str | None
+) -> list[dict[str, Any]]:
     with db.read_engine.connect() as conn:
         rows = conn.execute(_LIST_PRODUCTS, {"after": after, "q": q, "limit": limit + 1})
         return [_product(row) for row in rows]
 
 
-def _reservation(reservation: models.Reservation, lines: Iterable[models.ReservationLine]) -> dict[str, Any]:
+def _reservation(
+    reservation: models.Reservation, lines: Iterable[models.ReservationLine]
+) -> dict[str, Any]:
     return {
         "id": str(reservation.id),
         "reference": reservation.reference,
         "status": reservation.status,
-        "lines": [{"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
-                  for line in sorted(lines, key=lambda line: line.sku)],
+        "lines": [
+            {"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
+            for line in sorted(lines, key=lambda line: line.sku)
+        ],
         "created_at": reservation.created_at.isoformat(),
         "updated_at": reservation.updated_at.isoformat(),
     }
@@ -92,8 +99,11 @@ def _reservation(reservation: models.Reservation, lines: Iterable[models.Reserva
 def _reservations(uow: UnitOfWork, found: list[models.Reservation]) -> list[dict[str, Any]]:
     lines: dict[uuid.UUID, list[models.ReservationLine]] = defaultdict(list)
     if found:
-        for line in uow.session.scalars(select(models.ReservationLine).where(
-                models.ReservationLine.reservation_id.in_([r.id for r in found]))):
+        for line in uow.session.scalars(
+            select(models.ReservationLine).where(
+                models.ReservationLine.reservation_id.in_([r.id for r in found])
+            )
+        ):
             lines[line.reservation_id].append(line)
     return [_reservation(r, lines[r.id]) for r in found]
 
@@ -117,18 +127,22 @@ def list_reservations(
     with uow:
         found = list(uow.session.scalars(query))
         items = _reservations(uow, found)
-    for item, reservation in zip(items, found, strict=True):
-        item["_seq"] = reservation.seq
-    return items
+        for item, reservation in zip(items, found, strict=True):
+            item["_seq"] = reservation.seq
+        return items
 
 
 # --- products -------------------------------------------------------------------------------
 
+
 def create_product(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
     with uow:
         inserted = uow.session.execute(
-            insert(models.Product).values(**fields).on_conflict_do_nothing()
-            .returning(models.Product.id)).first()
+            insert(models.Product)
+            .values(**fields)
+            .on_conflict_do_nothing()
+            .returning(models.Product.id)
+        ).first()
         if inserted is None:
             raise Conflict(f"A product with sku {fields['sku']} already exists.", "duplicate-sku")
         product = get_product_in(uow, fields["sku"])
@@ -138,7 +152,8 @@ def create_product(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
 
 def lock_product(uow: UnitOfWork, sku: str) -> models.Product:
     product = uow.session.scalars(
-        select(models.Product).where(models.Product.sku == sku).with_for_update()).first()
+        select(models.Product).where(models.Product.sku == sku).with_for_update()
+    ).first()
     if product is None:
         raise NotFound(f"No product with sku {sku}.")
     return product
@@ -168,10 +183,15 @@ def update_product(
 
 # --- stock ----------------------------------------------------------------------------------
 
+
 def _available(uow: UnitOfWork, skus: Iterable[str]) -> dict[str, int]:
-    rows = uow.session.execute(text(
-        "SELECT sku, sum(on_hand - reserved) AS available FROM stock_levels "
-        "WHERE sku = ANY(:skus) GROUP BY sku"), {"skus": list(skus)})
+    rows = uow.session.execute(
+        text(
+            "SELECT sku, sum(on_hand - reserved) AS available FROM stock_levels "
+            "WHERE sku = ANY(:skus) GROUP BY sku"
+        ),
+        {"skus": list(skus)},
+    )
     return {row.sku: int(row.available) for row in rows}
 
 
@@ -181,9 +201,13 @@ def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int
     With `previously`, only a crossing (above before, at or below now) emits, so a product
     that stays low does not repeat the alert on every movement.
     """
-    points = dict(uow.session.execute(
-        select(models.Product.sku, models.Product.reorder_point).where(
-            models.Product.sku.in_(skus), models.Product.reorder_point.is_not(None))).tuples())
+    points: dict[str, int] = dict(
+        uow.session.execute(  # type: ignore[arg-type]  # reorder_point IS NOT NULL
+            select(models.Product.sku, models.Product.reorder_point).where(
+                models.Product.sku.in_(skus), models.Product.reorder_point.is_not(None)
+            )
+        ).all()
+    )
     if not points:
         return
     now = _available(uow, points)
@@ -191,32 +215,48 @@ def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int
         available = now.get(sku, 0)
         was = None if previously is None else previously.get(sku, 0)
         if available <= point and (was is None or was > point):
-            uow.publish(Event.new("inventory.stock.low",
-                                  {"sku": sku, "available": available, "reorder_point": point},
-                                  source=SOURCE))
+            uow.publish(
+                Event.new(
+                    "inventory.stock.low",
+                    {"sku": sku, "available": available, "reorder_point": point},
+                    source=SOURCE,
+                )
+            )
 
 
-def adjust_stock(uow: UnitOfWork, sku: str, warehouse: str, delta: int, reason: str) -> dict[str, Any]:
+def adjust_stock(
+    uow: UnitOfWork, sku: str, warehouse: str, delta: int, reason: str
+) -> dict[str, Any]:
     with uow:
         lock_product(uow, sku)
         before = _available(uow, [sku])
         level = uow.session.execute(
-            select(models.StockLevel).where(models.StockLevel.sku == sku,
-                                            models.StockLevel.warehouse == warehouse)
-            .with_for_update()).scalar_one_or_none()
+            select(models.StockLevel)
+            .where(models.StockLevel.sku == sku, models.StockLevel.warehouse == warehouse)
+            .with_for_update()
+        ).scalar_one_or_none()
         on_hand = (level.on_hand if level else 0) + delta
         reserved = level.reserved if level else 0
         if on_hand < 0 or on_hand < reserved:
             raise Conflict(
                 f"Adjusting {sku} in {warehouse} by {delta} would leave on_hand {on_hand} "
-                f"below reserved {reserved} or zero.", "insufficient-stock")
+                f"below reserved {reserved} or zero.",
+                "insufficient-stock",
+            )
         if level is None:
-            uow.session.add(models.StockLevel(sku=sku, warehouse=warehouse, on_hand=on_hand,
-                                              reserved=0))
+            uow.session.add(
+                models.StockLevel(sku=sku, warehouse=warehouse, on_hand=on_hand, reserved=0)
+            )
         else:
             level.on_hand = on_hand
-        adjustment = models.Adjustment(sku=sku, warehouse=warehouse, delta=delta, reason=reason,
-                                       on_hand=on_hand, reserved=reserved)
+        adjustment = models.Adjustment(
+            sku=sku,
+            warehouse=warehouse,
+            delta=delta,
+            reason=reason,
+            on_hand=on_hand,
+            reserved=reserved,
+        )
         uow.session.add(adjustment)
         uow.session.flush()
         if delta < 0:
@@ -228,9 +268,14 @@ def adjust_stock(uow: UnitOfWork, sku: str, warehouse: str, delta: int, reason: 
 
 def get_adjustment_row(adjustment: models.Adjustment) -> dict[str, Any]:
     return {
-        "id": str(adjustment.id), "sku": adjustment.sku, "warehouse": adjustment.warehouse,
-        "delta": adjustment.delta, "reason": adjustment.reason, "on_hand": adjustment.on_hand,
-        "reserved": adjustment.reserved, "available": adjustment.on_hand - adjustment.reserved,
+        "id": str(adjustment.id),
+        "sku": adjustment.sku,
+        "warehouse": adjustment.warehouse,
+        "delta": adjustment.delta,
+        "reason": adjustment.reason,
+        "on_hand": adjustment.on_hand,
+        "reserved": adjustment.reserved,
+        "available": adjustment.on_hand - adjustment.reserved,
         "created_at": adjustment.created_at.isoformat() if adjustment.created_at else None,
     }
 
@@ -245,27 +290,33 @@ def get_adjustment(uow: UnitOfWork, sku: str, adjustment_id: uuid.UUID) -> dict[
 
 # --- reservations (the saga) ---------------------------------------------------------------
 
+
 def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> None:
     """All or nothing, each line from the one warehouse with the most available.
 
     Rows are locked in a fixed order (sku, warehouse), so concurrent reservations queue
     instead of deadlocking, and the CHECK constraints make overselling impossible anyway.
     """
-    active = uow.session.scalars(select(models.Reservation).where(
-        models.Reservation.reference == reference, models.Reservation.status == "active")).first()
+    active = uow.session.scalars(
+        select(models.Reservation).where(
+            models.Reservation.reference == reference, models.Reservation.status == "active"
+        )
+    ).first()
     if active is not None:  # asked again (a re-published event): repeat the answer
         _confirmed(uow, active)
         return
     if uow.session.get(models.CancelledReference, reference) is not None:
-        log.info("reservation skipped: reference already cancelled",
-                 extra={"reference": reference})
+        log.info("reservation skipped: reference already cancelled", extra={"reference": reference})
         return
     wanted: dict[str, int] = defaultdict(int)
     for item in items:
         wanted[item["sku"]] += int(item["quantity"])
     levels = uow.session.scalars(
-        select(models.StockLevel).where(models.StockLevel.sku.in_(wanted))
-        .order_by(models.StockLevel.sku, models.StockLevel.warehouse).with_for_update()).all()
+        select(models.StockLevel)
+        .where(models.StockLevel.sku.in_(wanted))
+        .order_by(models.StockLevel.sku, models.StockLevel.warehouse)
+        .with_for_update()
+    ).all()
     best: dict[str, models.StockLevel] = {}
     for level in levels:
         current = best.get(level.sku)
@@ -273,13 +324,18 @@ def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> Non
             best[level.sku] = level
     shortages = []
     for sku, quantity in sorted(wanted.items()):
-        level = best.get(sku)
-        available = level.on_hand - level.reserved if level else 0
+        best_level = best.get(sku)
+        available = best_level.on_hand - best_level.reserved if best_level else 0
         if available < quantity:
             shortages.append({"sku": sku, "requested": quantity, "available": max(available, 0)})
     if shortages:
-        uow.publish(Event.new("inventory.reservation.rejected",
-                              {"reference": reference, "shortages": shortages}, source=SOURCE))
+        uow.publish(
+            Event.new(
+                "inventory.reservation.rejected",
+                {"reference": reference, "shortages": shortages},
+                source=SOURCE,
+            )
+        )
         return
     before = _available(uow, wanted)
     reservation = models.Reservation(id=uuid.uuid4(), reference=reference, status="active")
@@ -288,45 +344,67 @@ def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> Non
     for sku, quantity in sorted(wanted.items()):
         level = best[sku]
         level.reserved += quantity
-        uow.session.add(models.ReservationLine(reservation_id=reservation.id, sku=sku,
-                                               warehouse=level.warehouse, quantity=quantity))
+        uow.session.add(
+            models.ReservationLine(
+                reservation_id=reservation.id, sku=sku, warehouse=level.warehouse, quantity=quantity
+            )
+        )
     uow.session.flush()
     _confirmed(uow, reservation)
     _check_low_stock(uow, list(wanted), before)
 
 
 def _confirmed(uow: UnitOfWork, reservation: models.Reservation) -> None:
-    lines = uow.session.scalars(select(models.ReservationLine).where(
-        models.ReservationLine.reservation_id == reservation.id)).all()
-    uow.publish(Event.new("inventory.reservation.confirmed", {
-        "reservation_id": str(reservation.id), "reference": reservation.reference,
-        "lines": [{"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
-                  for line in sorted(lines, key=lambda line: line.sku)],
-    }, source=SOURCE))
+    lines = uow.session.scalars(
+        select(models.ReservationLine).where(
+            models.ReservationLine.reservation_id == reservation.id
+        )
+    ).all()
+    uow.publish(
+        Event.new(
+            "inventory.reservation.confirmed",
+            {
+                "reservation_id": str(reservation.id),
+                "reference": reservation.reference,
+                "lines": [
+                    {"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
+                    for line in sorted(lines, key=lambda line: line.sku)
+                ],
+            },
+            source=SOURCE,
+        )
+    )
 
 
 def _settle(uow: UnitOfWork, reservation: models.Reservation, commit_stock: bool) -> None:
-    lines = uow.session.scalars(select(models.ReservationLine).where(
-        models.ReservationLine.reservation_id == reservation.id)
-        .order_by(models.ReservationLine.sku)).all()
+    lines = uow.session.scalars(
+        select(models.ReservationLine)
+        .where(models.ReservationLine.reservation_id == reservation.id)
+        .order_by(models.ReservationLine.sku)
+    ).all()
     for line in lines:
         changes: dict[str, Any] = {"reserved": models.StockLevel.reserved - line.quantity}
         if commit_stock:
             changes["on_hand"] = models.StockLevel.on_hand - line.quantity
-        uow.session.execute(update(models.StockLevel).where(
-            models.StockLevel.sku == line.sku, models.StockLevel.warehouse == line.warehouse)
-            .values(**changes))
+        uow.session.execute(
+            update(models.StockLevel)
+            .where(models.StockLevel.sku == line.sku, models.StockLevel.warehouse == line.warehouse)
+            .values(**changes)
+        )
     reservation.status = "committed" if commit_stock else "released"
     reservation.updated_at = uow.session.scalar(select(text("clock_timestamp()")))
 
 
-def _find_active(uow: UnitOfWork, reservation_id: str | None, reference: str) -> models.Reservation | None:
+def _find_active(
+    uow: UnitOfWork, reservation_id: str | None, reference: str
+) -> models.Reservation | None:
     query = select(models.Reservation).with_for_update()
     if reservation_id:
         query = query.where(models.Reservation.id == uuid.UUID(reservation_id))
     else:
-        query = query.where(models.Reservation.reference == reference,
-                            models.Reservation.status == "active")
+        query = query.where(
+            models.Reservation.reference == reference, models.Reservation.status == "active"
+        )
     return uow.session.scalars(query).first()
 
 
@@ -334,8 +412,10 @@ def commit_reservation(uow: UnitOfWork, reservation_id: str | None, reference: s
     """Dispatched: the reserved units leave the warehouse (on_hand and reserved both drop)."""
     reservation = _find_active(uow, reservation_id, reference)
     if reservation is None or reservation.status != "active":
-        log.warning("nothing to commit", extra={"reference": reference,
-                                                "status": reservation.status if reservation else None})
+        log.warning(
+            "nothing to commit",
+            extra={"reference": reference, "status": reservation.status if reservation else None},
+        )
         return
     _settle(uow, reservation, commit_stock=True)
 
@@ -343,9 +423,9 @@ def commit_reservation(uow: UnitOfWork, reservation_id: str | None, reference: s
 def release_reservation(uow: UnitOfWork, reservation_id: str | None, reference: str) -> None:
     """Cancelled: reserved units become available again. A cancel that overtook the
     reservation leaves a tombstone, so the late reservation request is ignored."""
-    uow.session.execute(insert(models.CancelledReference).values(reference=reference)
-                        .on_conflict_do_nothing())
+    uow.session.execute(
+        insert(models.CancelledReference).values(reference=reference).on_conflict_do_nothing()
+    )
     reservation = _find_active(uow, None, reference)
     if reservation is not None:
         _settle(uow, reservation, commit_stock=False)
-

@@ -38,8 +38,8 @@ _BACKLOG = text(
 )
 
 
-class RelayStopped(Exception):
-    pass
+# An outage of either side ends the session; the relay reconnects to both.
+RELAY_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, DBAPIError, psycopg.Error)
 
 
 class OutboxRelay:
@@ -70,7 +70,7 @@ class OutboxRelay:
             try:
                 _RelaySession(self, stop).run()
                 backoff.reset()
-            except (*CONNECTION_ERRORS, DBAPIError, psycopg.Error) as exc:
+            except RELAY_ERRORS as exc:
                 self.connected.clear()
                 delay = backoff.next_delay()
                 log.warning("relay connection lost, retrying", extra={

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import request
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import IdempotencyRow, UnitOfWork
@@ -59,7 +59,7 @@ def run_idempotent(
             return stored.body, int(stored.status or 200), headers
         data, status, headers = handle()
         uow.session.execute(
-            IdempotencyRow.__table__.update()
+            update(IdempotencyRow)
             .where(IdempotencyRow.scope == scope, IdempotencyRow.key == key)
             .values(status=status, body=data, location=headers.get("Location"))
         )

@@ -1,0 +1,27 @@
+"""How fleetctl talks to its user: progress on stdout, problems as one line on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class CommandError(Exception):
+    """Stops the command: `cli.main` prints the message as one line and exits with `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def log(message: str) -> None:
+    """A supervisor line: timestamped, because it ends up in .fleet/logs/supervisor.log."""
+    print(f"{time.strftime('%H:%M:%S')} fleetctl: {message}", flush=True)
+
+
+def error(message: str) -> None:
+    print(f"fleetctl: {message}", file=sys.stderr, flush=True)

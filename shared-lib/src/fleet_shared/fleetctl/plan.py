@@ -1,0 +1,122 @@
+"""What the local fleet runs: one `ProcessSpec` per process, and the gateway's configuration.
+
+Per service: ``FLEET_API_REPLICAS`` api processes (``<svc> api``), each on its own port so the
+gateway can retry an idempotent request on another while one restarts, and one worker
+(``<svc> worker``) with its own health port. Then NGINX, rendered from the same template the
+gateway image uses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet_shared import gateway
+from fleet_shared.fleetctl.config import LocalConfig
+from fleet_shared.fleetctl.console import CommandError
+from fleet_shared.fleetctl.provision import service_command
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str  # inventory-api-1, inventory-worker, gateway
+    kind: str  # api | worker | gateway
+    service: str | None
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    port: int
+    ready_url: str
+    log_path: Path
+    stop_signal: int = signal.SIGTERM
+    # How long a graceful stop may take before SIGKILL: the services' GRACEFUL_TIMEOUT + 10 s.
+    stop_timeout: float = 30.0
+
+
+def _graceful_timeout(config: LocalConfig) -> float:
+    try:
+        return float(config.environ.get("GRACEFUL_TIMEOUT") or 20) + 10
+    except ValueError:
+        return 30.0
+
+
+def service_processes(config: LocalConfig) -> list[ProcessSpec]:
+    specs = []
+    timeout = _graceful_timeout(config)
+    for service in config.services:
+        for replica, port in enumerate(config.api_ports(service), start=1):
+            name = f"{service}-api-{replica}"
+            metrics = config.run_dir / "metrics" / name
+            specs.append(ProcessSpec(
+                name=name, kind="api", service=service,
+                argv=service_command(service, "api"),
+                env=config.service_env(service, PORT=str(port),
+                                       PROMETHEUS_MULTIPROC_DIR=str(metrics)),
+                port=port, ready_url=f"http://127.0.0.1:{port}/readyz",
+                log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout))
+        port = config.worker_port(service)
+        name = f"{service}-worker"
+        specs.append(ProcessSpec(
+            name=name, kind="worker", service=service,
+            argv=service_command(service, "worker"),
+            env=config.service_env(service, HEALTH_PORT=str(port)),
+            port=port, ready_url=f"http://127.0.0.1:{port}/readyz",
+            log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout))
+    return specs
+
+
+def write_gateway_config(config: LocalConfig) -> Path:
+    """Render gateway/nginx.conf.template into .fleet/gateway/nginx.conf and check it."""
+    if config.nginx is None:
+        raise CommandError("nginx is not installed; install it with: apt-get install -y nginx")
+    if not gateway.TEMPLATE_PATH.exists():
+        raise CommandError(f"the gateway template {gateway.TEMPLATE_PATH} is missing "
+                           "(fleetctl up runs from a repository checkout)")
+    _reachable_by_nginx_workers(config.run_dir)
+    config.logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        values = gateway.local_values(
+            config.gateway_dir, f"127.0.0.1:{config.gateway_port}", config.upstreams(),
+            rate=config.gateway_rate, burst=config.gateway_burst,
+            access_log=config.logs_dir / "gateway-access.log",
+            error_log=config.logs_dir / "gateway-error.log")
+        rendered = gateway.render(gateway.read_template(), values)
+    except ValueError as exc:
+        raise CommandError(f"cannot render the gateway configuration: {exc}") from None
+    conf = config.gateway_dir / "nginx.conf"
+    conf.write_text(rendered)
+    check = subprocess.run(nginx_argv(config, conf, "-t", "-q"), capture_output=True, text=True,
+                           timeout=30, check=False)
+    if check.returncode != 0:
+        detail = " ".join(check.stderr.split())
+        raise CommandError(f"nginx rejects the rendered gateway configuration {conf}: {detail}")
+    return conf
+
+
+def nginx_argv(config: LocalConfig, conf: Path, *extra: str) -> list[str]:
+    assert config.nginx is not None
+    # -p: relative paths stay in the run dir; -e: the error log before the config is read.
+    return [config.nginx, "-p", f"{config.gateway_dir}/", "-e", "stderr", "-c", str(conf),
+            *extra]
+
+
+def gateway_process(config: LocalConfig, conf: Path) -> ProcessSpec:
+    return ProcessSpec(
+        name="gateway", kind="gateway", service=None, argv=nginx_argv(config, conf),
+        env=dict(config.environ), port=config.gateway_port,
+        ready_url=f"{config.gateway_url}/healthz", log_path=config.logs_dir / "gateway.log",
+        # SIGQUIT: NGINX finishes in-flight requests (worker_shutdown_timeout bounds it).
+        stop_signal=signal.SIGQUIT, stop_timeout=30.0)
+
+
+def _reachable_by_nginx_workers(run_dir: Path) -> None:
+    """NGINX run as root drops its workers to an unprivileged user, which must be able to
+    traverse the run directory to reach its temp directories (fleet_shared.gateway)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        mode = run_dir.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            run_dir.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
