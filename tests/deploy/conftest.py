@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from .support import (
+    HELM_SCENARIOS,
     KUSTOMIZE,
-    REPO,
     ServiceInfo,
     build_chart_tree,
     compose,
+    helm_objects,
+    helm_render,
     kustomize_build,
 )
 from .support import services as _services
@@ -54,3 +56,20 @@ def compose_model() -> dict[str, Any]:
     result = compose("--profile", "*", "config", "--format", "json")
     model: dict[str, Any] = json.loads(result.stdout)
     return model
+
+
+@pytest.fixture(scope="session")
+def helm_scenarios(chart_tree: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every scenario of support.HELM_SCENARIOS rendered with the Helm SDK, as objects."""
+    return {name: helm_objects(helm_render(chart_tree / chart, values, release=release))
+            for name, (chart, values, release) in HELM_SCENARIOS.items()}
+
+
+@pytest.fixture(scope="session")
+def deploy_targets(helm_scenarios: dict[str, list[dict[str, Any]]],
+                   kustomize_outputs: dict[str, list[dict[str, Any]]],
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Every rendered Kubernetes target: helm:<scenario> and kustomize:<base|overlay>."""
+    targets = {f"helm:{name}": objs for name, objs in helm_scenarios.items()}
+    targets.update({f"kustomize:{name}": objs for name, objs in kustomize_outputs.items()})
+    return targets

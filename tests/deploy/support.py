@@ -113,7 +113,8 @@ class ServiceInfo:
         return frozenset(s.name for s in self.settings if s.secret)
 
     def default(self, name: str) -> str | None:
-        return next(s.default for s in self.settings if s.name == name)
+        default: str | None = next(s.default for s in self.settings if s.name == name)
+        return default
 
 
 def service_info(name: str) -> ServiceInfo:
@@ -211,7 +212,9 @@ def _patch_schema_cache() -> None:
 
 
 #: Custom resources kubernetes-validate has no schema for; checked by hand where they appear.
-CUSTOM_KINDS: frozenset[tuple[str, str]] = frozenset({("monitoring.coreos.com/v1", "ServiceMonitor")})
+CUSTOM_KINDS: frozenset[tuple[str, str]] = frozenset({
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+})
 
 
 def validate_objects(objects: Iterable[Mapping[str, Any]],
@@ -245,7 +248,7 @@ def kustomize_build(directory: Path) -> list[dict[str, Any]]:
     return load_documents(result.stdout)
 
 
-# ---- Helm ------------------------------------------------------------------------------------------
+# ---- Helm ---------------------------------------------------------------------------------------
 
 HELM = REPO / "helm"
 SERVICE_CHARTS: tuple[str, ...] = SERVICES
@@ -286,3 +289,78 @@ def helm_objects(rendered: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def json_dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
+
+
+# ---- Helm scenarios: defaults and representative overrides ------------------------------------
+
+def _each_service(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: dict(values) for name in SERVICES}
+
+
+_AUTOSCALING_OFF = {"api": {"autoscaling": {"enabled": False}},
+                    "worker": {"autoscaling": {"enabled": False}}}
+
+#: An install as production would do it: pinned image, Secrets made elsewhere, monitoring on,
+#: egress narrowed to the managed database and broker, bigger limits.
+_PROD_SERVICE = {
+    "image": {"repository": "registry.example.com/fleet/SERVICE", "tag": "1.4.2"},
+    "secrets": {"existingSecret": "fleet-SERVICE-prod"},
+    "config": {"LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "10", "WEB_CONCURRENCY": "3"},
+    "api": {"resources": {"requests": {"cpu": "500m", "memory": "384Mi"},
+                          "limits": {"cpu": "2", "memory": "768Mi"}},
+            "autoscaling": {"minReplicas": 3, "maxReplicas": 20}},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}},
+    "networkPolicy": {"database": {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]},
+                      "broker": {"ports": [5671], "to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}]}},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "priorityClassName": "fleet-critical",
+}
+
+
+def _prod_service(name: str) -> dict[str, Any]:
+    rendered: dict[str, Any] = json.loads(json.dumps(_PROD_SERVICE).replace("SERVICE", name))
+    return rendered
+
+
+_PROD_GATEWAY = {
+    "image": {"repository": "registry.example.com/fleet/gateway", "tag": "1.4.2"},
+    "replicaCount": 3,
+    "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12},
+    "ingress": {"enabled": True, "className": "nginx",
+                "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                "hosts": [{"host": "api.fleet.example.com",
+                           "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                "tls": [{"secretName": "fleet-api-tls", "hosts": ["api.fleet.example.com"]}]},
+    "networkPolicy": {"ingressFrom": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "ingress-nginx"}}}]},
+    "config": {"GATEWAY_RATE": "50r/s", "GATEWAY_BURST": "100",
+               "GATEWAY_READ_TIMEOUT": "20s", "GATEWAY_WORKER_PROCESSES": "4"},
+}
+
+_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
+-----END PUBLIC KEY-----
+"""
+
+#: name -> (chart, values, release)
+HELM_SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
+    **{f"{name}-defaults": (name, {}, name) for name in (*SERVICES, "gateway")},
+    "fleet-defaults": ("fleet", {}, "fleet"),
+    "fleet-autoscaling-off": ("fleet", _each_service(_AUTOSCALING_OFF), "fleet"),
+    "fleet-inventory-alone": ("fleet", {"shipping": {"enabled": False},
+                                        "support": {"enabled": False},
+                                        "gateway": {"enabled": False}}, "fleet"),
+    "inventory-chart-made-secret": ("inventory", {"secrets": {"values": {
+        "DATABASE_URL": "postgresql://inventory:pw@db.example.com:5432/fleet_inventory",
+        "BROKER_URL": "amqps://fleet:pw@mq.example.com:5671/%2F",
+        "JWT_SECRET": "a-test-secret"}}}, "inventory"),
+    "shipping-prod-like": ("shipping", _prod_service("shipping"), "shipping"),
+    "support-rs256": ("support", {
+        "config": {"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": _PUBLIC_KEY},
+        "secrets": {"keys": {"JWT_SECRET": None}}}, "support"),
+    "gateway-prod-like": ("gateway", _PROD_GATEWAY, "gateway"),
+    "fleet-prod-like": ("fleet", {**{name: _prod_service(name) for name in SERVICES},
+                                  "gateway": {**_PROD_GATEWAY, "upstreams": {
+                                      name: [f"{{{{ .Release.Name }}}}-{name}-api:8000"]
+                                      for name in SERVICES}}}, "fleet-prod"),
+}

@@ -9,11 +9,13 @@ with `create_infrastructure_tables`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -179,13 +181,28 @@ class UnitOfWork:
 
 
 class Database:
-    """The engine and session factory of one app or worker."""
+    """The engine and session factory of one app or worker, and a pool for hot reads.
+
+    Writes go through SQLAlchemy sessions (units of work). Single-statement reads on the
+    request path skip the ORM and even SQLAlchemy Core: on a psycopg pool of autocommit
+    connections a read is one round trip (no BEGIN/ROLLBACK), server-side prepared after a
+    few runs, and costs a quarter of what the same query costs through an engine connection.
+    """
 
     def __init__(self, database_url: str, pool_size: int = 5) -> None:
         self.engine = make_engine(database_url, pool_size)
-        # Reads run outside an explicit transaction: no BEGIN/ROLLBACK round trips per request.
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_pool = ConnectionPool(
+            self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1, max_size=pool_size, timeout=5, open=True,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+
+    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one read-only statement (psycopg `%(name)s` parameters) outside a transaction."""
+        with self.read_pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type,return-value]
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
@@ -194,5 +211,10 @@ class Database:
         with self.read_engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    @property
+    def dsn(self) -> str:
+        return str(self.read_pool.conninfo)
+
     def dispose(self) -> None:
+        self.read_pool.close()
         self.engine.dispose()

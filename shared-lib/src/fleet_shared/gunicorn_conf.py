@@ -26,8 +26,11 @@ logconfig_dict: dict[str, Any] = {
                             "process": "gunicorn"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
                             "stream": "ext://sys.stdout"}},
-    "loggers": {"gunicorn.error": {"handlers": ["stdout"], "level": "INFO",
-                                   "propagate": False}},
+    "root": {"handlers": ["stdout"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
 }
 
 
@@ -40,4 +43,5 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -62,6 +62,12 @@ def _delays(raw: str) -> tuple[int, ...]:
     return values
 
 
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise ValueError("must be true or false")
+    return raw.lower() in ("true", "1")
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -120,6 +126,7 @@ def common_settings(service: str) -> tuple[Setting, ...]:
         Setting("GRACEFUL_TIMEOUT", _positive_int, default="20",
                 help="seconds to finish in-flight work on SIGTERM"),
         Setting("HEALTH_PORT", _port, default="9000", help="worker probe and metrics port"),
+        Setting("METRICS_ENABLED", _flag, default="true", help="serve Prometheus /metrics"),
     )
 
 

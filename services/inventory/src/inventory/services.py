@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import Database, UnitOfWork
@@ -30,54 +30,55 @@ _PRODUCT_COLUMNS = """
                  'available', s.on_hand - s.reserved) ORDER BY s.warehouse)
               FROM stock_levels s WHERE s.sku = p.sku), '[]') AS stock
 """
-_GET_PRODUCT = text(f"SELECT {_PRODUCT_COLUMNS} FROM products p WHERE p.sku = :sku")
-_LIST_PRODUCTS = text(
+# psycopg parameter style, so the same statement runs on the read pool and inside a unit of
+# work (`exec_driver_sql`); the totals are summed in Python from the per-warehouse rows.
+_GET_PRODUCT = f"SELECT {_PRODUCT_COLUMNS} FROM products p WHERE p.sku = %(sku)s"
+_LIST_PRODUCTS = (
     f"SELECT {_PRODUCT_COLUMNS} FROM products p "
-    "WHERE (CAST(:after AS text) IS NULL OR p.sku > :after) "
-    "AND (CAST(:q AS text) IS NULL OR p.name ILIKE '%' || :q || '%') "
-    "ORDER BY p.sku LIMIT :limit"
+    "WHERE (%(after)s::text IS NULL OR p.sku > %(after)s) "
+    "AND (%(q)s::text IS NULL OR p.name ILIKE '%%' || %(q)s || '%%') "
+    "ORDER BY p.sku LIMIT %(limit)s"
 )
 
 
-def _product(row: Row[Any]) -> dict[str, Any]:
-    stock = row.stock
+def _product(row: Mapping[str, Any]) -> dict[str, Any]:
+    stock = row["stock"]
     totals = {
         key: sum(level[key] for level in stock) for key in ("on_hand", "reserved", "available")
     }
     return {
-        "sku": row.sku,
-        "name": row.name,
-        "description": row.description,
-        "reorder_point": row.reorder_point,
+        "sku": row["sku"],
+        "name": row["name"],
+        "description": row["description"],
+        "reorder_point": row["reorder_point"],
         **totals,
         "stock": stock,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
     }
 
 
-def _product_or_404(row: Row[Any] | None, sku: str) -> dict[str, Any]:
-    if row is None:
+def _product_or_404(rows: Sequence[Mapping[Any, Any]], sku: str) -> dict[str, Any]:
+    if not rows:
         raise NotFound(f"No product with sku {sku}.")
-    return _product(row)
+    return _product(rows[0])
 
 
 def get_product(db: Database, sku: str) -> dict[str, Any]:
-    with db.read_engine.connect() as conn:
-        return _product_or_404(conn.execute(_GET_PRODUCT, {"sku": sku}).first(), sku)
+    return _product_or_404(db.read(_GET_PRODUCT, {"sku": sku}), sku)
 
 
 def get_product_in(uow: UnitOfWork, sku: str) -> dict[str, Any]:
     """The product as this transaction sees it."""
-    return _product_or_404(uow.session.execute(_GET_PRODUCT, {"sku": sku}).first(), sku)
+    result = uow.session.connection().exec_driver_sql(_GET_PRODUCT, {"sku": sku})
+    return _product_or_404(result.mappings().all(), sku)
 
 
 def list_products(
     db: Database, limit: int, after: str | None, q: str | None
 ) -> list[dict[str, Any]]:
-    with db.read_engine.connect() as conn:
-        rows = conn.execute(_LIST_PRODUCTS, {"after": after, "q": q, "limit": limit + 1})
-        return [_product(row) for row in rows]
+    rows = db.read(_LIST_PRODUCTS, {"after": after, "q": q, "limit": limit + 1})
+    return [_product(row) for row in rows]
 
 
 def _reservation(

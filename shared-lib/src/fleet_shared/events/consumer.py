@@ -115,7 +115,7 @@ class Consumer:
             def collect(_ch: Any, method: Any, properties: Any, body: bytes) -> None:
                 batch.append(Delivery(method.delivery_tag, properties, body))
 
-            channel.basic_consume(self.topology.queue, on_message_callback=collect)
+            tag = channel.basic_consume(self.topology.queue, on_message_callback=collect)
             self.connected.set()
             last_depth = 0.0
             while not stop.is_set():
@@ -129,7 +129,7 @@ class Consumer:
                     metrics.QUEUE_READY.labels(self.topology.queue).set(
                         depth.method.message_count)
             # Graceful stop: anything prefetched but not handled goes back to the queue.
-            channel.cancel()
+            channel.basic_cancel(tag)
         finally:
             self.connected.clear()
             if connection.is_open:

@@ -156,7 +156,7 @@ class _RelaySession:
             self._fail(reason if isinstance(reason, Exception) else ConnectionError(str(reason)))
 
     def _on_confirm_mode(self, _frame: Any) -> None:
-        self.listener = psycopg.connect(_psycopg_url(self.relay.db), autocommit=True)
+        self.listener = psycopg.connect(self.relay.db.dsn, autocommit=True)
         self.listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
         self.connection.ioloop.add_handler(
             self.listener.fileno(), self._on_notify, self.connection.ioloop.READ)
@@ -280,6 +280,3 @@ class _RelaySession:
         metrics.OUTBOX_BACKLOG.set(count)
         metrics.OUTBOX_OLDEST_AGE.set(float(age))
 
-
-def _psycopg_url(db: Database) -> str:
-    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -34,6 +34,8 @@ class ProcessSpec:
     stop_signal: int = signal.SIGTERM
     # How long a graceful stop may take before SIGKILL: the services' GRACEFUL_TIMEOUT + 10 s.
     stop_timeout: float = 30.0
+    # Directories the process expects to exist when it starts.
+    dirs: tuple[Path, ...] = ()
 
 
 def _graceful_timeout(config: LocalConfig) -> float:
@@ -56,7 +58,9 @@ def service_processes(config: LocalConfig) -> list[ProcessSpec]:
                 env=config.service_env(service, PORT=str(port),
                                        PROMETHEUS_MULTIPROC_DIR=str(metrics)),
                 port=port, ready_url=f"http://127.0.0.1:{port}/readyz",
-                log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout))
+                log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout,
+                # The metrics module opens its files in this directory at import time.
+                dirs=(metrics,)))
         port = config.worker_port(service)
         name = f"{service}-worker"
         specs.append(ProcessSpec(

@@ -70,7 +70,8 @@ def create_service_app(
         return jsonify(build_openapi(api, title, "1.0.0", "/v1"))
 
     app.register_blueprint(blueprint)
-    _install_metrics(app)
+    if settings["METRICS_ENABLED"]:
+        _install_metrics(app)
     return app
 
 

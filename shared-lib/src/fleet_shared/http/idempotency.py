@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import IdempotencyRow, UnitOfWork
+from fleet_shared.http.etag import etag_of
 from fleet_shared.problems import Problem
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -53,7 +54,7 @@ def run_idempotent(
             if stored.request_hash != fingerprint:
                 raise Problem(422, "This Idempotency-Key was used with a different request body.",
                               type_="idempotency-key-reused")
-            headers = {"Idempotent-Replayed": "true"}
+            headers = {"Idempotent-Replayed": "true", "ETag": etag_of(stored.body)}
             if stored.location:
                 headers["Location"] = stored.location
             return stored.body, int(stored.status or 200), headers

@@ -1,0 +1,120 @@
+"""What every benchmark needs: throwaway databases and vhost, servers, a load generator."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+
+from fleet_shared import migrations
+from fleet_shared.testing import (
+    BROKER_HOST,
+    JWT_SECRET,
+    create_database,
+    drop_database,
+    rabbitmqctl,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline
+
+    def line(self) -> str:
+        verdict = "ok" if self.ratio >= self.target else "BELOW TARGET"
+        return (f"{self.name:<58} {self.value:>10.1f} vs {self.baseline:>10.1f} {self.unit:<8}"
+                f" ratio {self.ratio:5.2f} (target >= {self.target:.2f}) {verdict}")
+
+
+@contextmanager
+def environment() -> Iterator[dict[str, str]]:
+    """A migrated inventory database and a vhost of this run's own, removed afterwards."""
+    run = f"fleet_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    url = create_database(run)
+    rabbitmqctl("add_vhost", run)
+    rabbitmqctl("set_permissions", "-p", run, BROKER_HOST.split(":")[0], ".*", ".*", ".*")
+    try:
+        migrations.upgrade("inventory", url)
+        yield {
+            "FLEET_ENV": "production",
+            "DATABASE_URL": url,
+            "BROKER_URL": f"amqp://{BROKER_HOST}/{quote(run, safe='')}",
+            "JWT_SECRET": JWT_SECRET,
+            "LOG_LEVEL": "WARNING",
+        }
+    finally:
+        drop_database(run)
+        rabbitmqctl("delete_vhost", run)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(app_factory: str, env: dict[str, str]) -> Iterator[str]:
+    """Serve `app_factory` with the services' own gunicorn config; yields the base URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as metrics_dir:
+        full_env = {**os.environ, **env, "PORT": str(port), "BIND_HOST": "127.0.0.1",
+                    "PYTHONPATH": ROOT}
+        full_env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "python:fleet_shared.gunicorn_conf",
+             app_factory], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(base + "/livez", timeout=1)
+                    break
+                except requests.RequestException:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError(f"{app_factory} did not start") from None
+                    time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def wrk(url: str, headers: dict[str, str] | None = None, seconds: int = 8,
+        connections: int = 16) -> tuple[float, float]:
+    """Requests per second and p99 latency (ms) after a short warm-up; fails on any error."""
+    args = ["wrk", "-t2", f"-c{connections}", "--latency"]
+    for key, value in (headers or {}).items():
+        args += ["-H", f"{key}: {value}"]
+    subprocess.run([*args, "-d2s", url], check=True, capture_output=True)
+    out = subprocess.run([*args, f"-d{seconds}s", url], check=True, capture_output=True,
+                         text=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"errors under load:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99 is not None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return rps, float(p99.group(1)) * scale

@@ -1,0 +1,3 @@
+from fleet_shared.migrations import run_env
+
+run_env()

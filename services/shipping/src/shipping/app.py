@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+
+from fleet_shared.http.app import create_service_app
+from shipping.resources import register
+from shipping.service import SERVICE
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    app: Flask = create_service_app(SERVICE.name, "Fleet Shipping API", SERVICE.settings,
+                                    register, config)
+    return app

@@ -1,0 +1,145 @@
+"""Request and response models: they validate requests and generate /v1/openapi.json."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from fleet_shared.http.pagination import PageQuery
+from shipping.countries import COUNTRY_CODES
+
+# Written out (not derived from states.Status) so the OpenAPI document lists them inline;
+# a unit test keeps the two in step.
+StatusName = Literal["pending", "ready", "backordered", "dispatched", "delivered", "failed",
+                     "cancelled"]
+
+# The same pattern as inventory's product skus: a shipment may only name skus that can exist.
+Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", examples=["WIDGET-1"])]
+Quantity = Annotated[int, Field(ge=1, le=10_000)]
+
+
+def _text(max_length: int) -> Any:
+    """Free text that is not blank (some non-space character somewhere)."""
+    return Field(min_length=1, max_length=max_length, pattern=r"\S")
+
+
+def _assigned_country(code: str) -> str:
+    if code not in COUNTRY_CODES:
+        raise ValueError("must be an assigned ISO 3166-1 alpha-2 country code, in upper case")
+    return code
+
+
+OrderReference = Annotated[str, Field(min_length=1, max_length=100,
+                                      pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$",
+                                      examples=["ORDER-2026-0042"])]
+Country = Annotated[str, AfterValidator(_assigned_country),
+                    Field(min_length=2, max_length=2, examples=["NL"],
+                          json_schema_extra={"enum": sorted(COUNTRY_CODES)})]
+PostalCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9 -]{0,18}[A-Za-z0-9])?$",
+                                  examples=["1017 CE"])]
+Reason = Annotated[str, _text(500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+class Customer(Strict):
+    name: Annotated[str, _text(200)]
+    email: EmailStr
+
+
+class Address(Strict):
+    line1: Annotated[str, _text(200)]
+    line2: Annotated[str, _text(200)] | None = None
+    city: Annotated[str, _text(100)]
+    postal_code: PostalCode
+    country: Country
+
+
+class Item(Strict):
+    sku: Sku
+    quantity: Quantity
+
+
+class ShipmentCreate(Strict):
+    order_reference: OrderReference
+    customer: Customer
+    address: Address
+    items: Annotated[list[Item], Field(min_length=1, max_length=100)]
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, items: list[Item]) -> list[Item]:
+        counts = Counter(item.sku for item in items)
+        repeated = sorted(sku for sku, count in counts.items() if count > 1)
+        if repeated:
+            raise ValueError(f"each sku may appear once; repeated: {', '.join(repeated)}")
+        return items
+
+
+class Dispatch(Strict):
+    carrier: Annotated[str, _text(100)]
+    tracking_number: Annotated[str, _text(100)] | None = None
+
+
+class Fail(Strict):
+    reason: Reason
+
+
+class Cancel(Strict):
+    reason: Reason
+
+
+class NoBody(Strict):
+    """What `deliver` and `reserve` accept when a body is sent at all: `{}`."""
+
+
+# --- responses ------------------------------------------------------------------------------
+
+class Shortage(BaseModel):
+    sku: str
+    requested: int
+    available: int
+
+
+class HistoryEntry(BaseModel):
+    status: StatusName
+    at: datetime
+    note: str | None
+
+
+class Shipment(BaseModel):
+    id: UUID
+    order_reference: str
+    status: StatusName
+    customer: Customer
+    address: Address
+    items: list[Item]
+    carrier: str | None
+    tracking_number: str | None
+    reservation_id: UUID | None
+    shortages: list[Shortage] = Field(
+        description="what inventory could not reserve, while the shipment is backordered")
+    history: list[HistoryEntry]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ShipmentList(BaseModel):
+    items: list[Shipment]
+    next_cursor: str | None
+
+
+class ShipmentQuery(PageQuery):
+    status: Annotated[StatusName | None, Field(description="only shipments in this status")] \
+        = None
+    order_reference: Annotated[str | None, Field(max_length=100,
+                                                 description="only this order's shipments")] \
+        = None

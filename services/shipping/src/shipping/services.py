@@ -1,0 +1,332 @@
+"""Shipping's business rules. Functions take their unit of work (or database) as a parameter
+and know nothing of HTTP; resources and event handlers both call them.
+
+Every status change goes through `_move`: under the shipment's row lock it asks the state
+machine (shipping.states) for the transition, appends the history entry and writes the event
+to the outbox — all in the caller's transaction, so the three happen together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, text
+
+from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.events.consumer import PoisonEvent
+from fleet_shared.events.envelope import Event
+from fleet_shared.problems import Conflict, NotFound
+from shipping import models, states
+from shipping.states import Action, Status
+
+log = logging.getLogger(__name__)
+SOURCE = "shipping"
+
+Precondition = Callable[[dict[str, Any]], None]
+# What an action changes besides the status: returns the history note and the event's
+# action-specific data. It runs only once the transition is known to be allowed.
+Effect = Callable[[models.Shipment], tuple[str | None, dict[str, Any]]]
+
+
+# --- reads: one round trip each ---------------------------------------------------------------
+
+_COLUMNS = """
+    s.id, s.seq, s.order_reference, s.status, s.customer_name, s.customer_email,
+    s.address_line1, s.address_line2, s.city, s.postal_code, s.country, s.carrier,
+    s.tracking_number, s.reservation_id, s.shortages, s.created_at, s.updated_at,
+    coalesce((SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity)
+                              ORDER BY i.position)
+              FROM shipment_items i WHERE i.shipment_id = s.id), '[]') AS items,
+    coalesce((SELECT json_agg(json_build_object('status', h.status, 'at', h.at, 'note', h.note)
+                              ORDER BY h.id)
+              FROM shipment_history h WHERE h.shipment_id = s.id), '[]') AS history
+"""
+_GET = text(f"SELECT {_COLUMNS} FROM shipments s WHERE s.id = :id")
+
+
+def _shipment(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "order_reference": row.order_reference,
+        "status": row.status,
+        "customer": {"name": row.customer_name, "email": row.customer_email},
+        "address": {"line1": row.address_line1, "line2": row.address_line2, "city": row.city,
+                    "postal_code": row.postal_code, "country": row.country},
+        "items": row.items,
+        "carrier": row.carrier,
+        "tracking_number": row.tracking_number,
+        "reservation_id": str(row.reservation_id) if row.reservation_id else None,
+        "shortages": row.shortages,
+        "history": row.history,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def _shipment_or_404(row: Row[Any] | None, shipment_id: uuid.UUID) -> dict[str, Any]:
+    if row is None:
+        raise NotFound(f"No shipment {shipment_id}.")
+    return _shipment(row)
+
+
+def get_shipment(db: Database, shipment_id: uuid.UUID) -> dict[str, Any]:
+    with db.read_engine.connect() as conn:
+        return _shipment_or_404(conn.execute(_GET, {"id": shipment_id}).first(), shipment_id)
+
+
+def get_shipment_in(uow: UnitOfWork, shipment_id: uuid.UUID) -> dict[str, Any]:
+    """The shipment as this transaction sees it (pending ORM changes flushed first)."""
+    uow.session.flush()
+    return _shipment_or_404(uow.session.execute(_GET, {"id": shipment_id}).first(), shipment_id)
+
+
+def list_shipments(
+    db: Database, limit: int, after: int | None, status: str | None, order_reference: str | None
+) -> list[dict[str, Any]]:
+    """`limit + 1` shipments in creation order after the cursor; each carries its `_seq`."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1}
+    for name, clause, value in (("after", "s.seq > :after", after),
+                                ("status", "s.status = :status", status),
+                                ("order_reference", "s.order_reference = :order_reference",
+                                 order_reference)):
+        if value is not None:
+            conditions.append(clause)
+            params[name] = value
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    query = text(f"SELECT {_COLUMNS} FROM shipments s {where} ORDER BY s.seq LIMIT :limit")
+    with db.read_engine.connect() as conn:
+        return [{**_shipment(row), "_seq": row.seq} for row in conn.execute(query, params)]
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+def create_shipment(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
+    """A new shipment, pending; `shipping.shipment.created` asks inventory to reserve it."""
+    customer, address, items = fields["customer"], fields["address"], fields["items"]
+    with uow:
+        now = uow.session.scalar(select(func.clock_timestamp()))
+        shipment = models.Shipment(
+            id=uuid.uuid4(), order_reference=fields["order_reference"],
+            status=states.INITIAL.value, customer_name=customer["name"],
+            customer_email=customer["email"], address_line1=address["line1"],
+            address_line2=address.get("line2"), city=address["city"],
+            postal_code=address["postal_code"], country=address["country"], shortages=[],
+            created_at=now, updated_at=now)
+        uow.session.add(shipment)
+        uow.session.flush()
+        uow.session.execute(insert(models.ShipmentItem), [
+            {"shipment_id": shipment.id, "position": position, "sku": item["sku"],
+             "quantity": item["quantity"]}
+            for position, item in enumerate(items)])
+        uow.session.add(models.HistoryEntry(shipment_id=shipment.id, status=shipment.status,
+                                            note="Shipment created", at=now))
+        uow.publish(Event.new(states.CREATED_EVENT, {
+            "shipment_id": str(shipment.id),
+            "order_reference": shipment.order_reference,
+            "status": shipment.status,
+            "customer": {"name": customer["name"], "email": customer["email"]},
+            "items": [{"sku": item["sku"], "quantity": item["quantity"]} for item in items],
+        }, source=SOURCE))
+        created = get_shipment_in(uow, shipment.id)
+        uow.commit()
+        return created
+
+
+# --- status changes ---------------------------------------------------------------------------
+
+def _lock(uow: UnitOfWork, shipment_id: uuid.UUID) -> tuple[models.Shipment, datetime] | None:
+    """The shipment, row-locked until the transaction ends, and the time of the change.
+
+    Concurrent actions on one shipment queue here, so each sees the status the previous one
+    left and the state machine judges every action against the truth.
+    """
+    found = uow.session.execute(
+        select(models.Shipment, func.clock_timestamp())
+        .where(models.Shipment.id == shipment_id)
+        .with_for_update(of=models.Shipment)
+        .execution_options(populate_existing=True)).first()
+    return (found[0], found[1]) if found else None
+
+
+def _move(
+    uow: UnitOfWork,
+    shipment: models.Shipment,
+    now: datetime,
+    move: states.Transition,
+    note: str | None,
+    data: dict[str, Any],
+) -> None:
+    shipment.status = move.target.value
+    shipment.updated_at = now
+    uow.session.add(models.HistoryEntry(shipment_id=shipment.id, status=move.target.value,
+                                        note=note, at=now))
+    uow.publish(Event.new(move.event, {
+        "shipment_id": str(shipment.id),
+        "order_reference": shipment.order_reference,
+        "status": move.target.value,
+        **data,
+    }, source=SOURCE))
+
+
+def _act(
+    uow: UnitOfWork,
+    shipment_id: uuid.UUID,
+    action: Action,
+    effect: Effect,
+    precondition: Precondition | None,
+) -> dict[str, Any]:
+    """An API action: 404 unknown, 412 If-Match failed, 409 not allowed from this status."""
+    with uow:
+        locked = _lock(uow, shipment_id)
+        if locked is None:
+            raise NotFound(f"No shipment {shipment_id}.")
+        shipment, now = locked
+        if precondition is not None:
+            precondition(get_shipment_in(uow, shipment_id))
+        try:
+            move = states.transition(action, Status(shipment.status))
+        except states.InvalidTransition as exc:
+            raise Conflict(str(exc), "invalid-transition") from None
+        note, data = effect(shipment)
+        _move(uow, shipment, now, move, note, data)
+        result = get_shipment_in(uow, shipment_id)
+        uow.commit()
+        return result
+
+
+def dispatch(
+    uow: UnitOfWork,
+    shipment_id: uuid.UUID,
+    carrier: str,
+    tracking_number: str | None,
+    precondition: Precondition | None = None,
+) -> dict[str, Any]:
+    """ready → dispatched; inventory commits the reservation."""
+    def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
+        shipment.carrier, shipment.tracking_number = carrier, tracking_number
+        note = f"Handed to {carrier}" + (f", tracking {tracking_number}" if tracking_number
+                                         else "")
+        return note, {"reservation_id": str(shipment.reservation_id), "carrier": carrier,
+                      "tracking_number": tracking_number}
+
+    return _act(uow, shipment_id, Action.DISPATCH, effect, precondition)
+
+
+def deliver(
+    uow: UnitOfWork, shipment_id: uuid.UUID, precondition: Precondition | None = None
+) -> dict[str, Any]:
+    """dispatched → delivered."""
+    return _act(uow, shipment_id, Action.DELIVER, lambda _shipment: (None, {}), precondition)
+
+
+def fail(
+    uow: UnitOfWork, shipment_id: uuid.UUID, reason: str,
+    precondition: Precondition | None = None,
+) -> dict[str, Any]:
+    """dispatched → failed (the carrier could not deliver)."""
+    return _act(uow, shipment_id, Action.FAIL, lambda _shipment: (reason, {"reason": reason}),
+                precondition)
+
+
+def cancel(
+    uow: UnitOfWork, shipment_id: uuid.UUID, reason: str,
+    precondition: Precondition | None = None,
+) -> dict[str, Any]:
+    """pending | ready | backordered → cancelled; inventory releases any reservation.
+
+    From pending the reservation may still be on its way: the event then carries
+    reservation_id null and inventory releases by reference (or never reserves, if the
+    cancel reaches it first).
+    """
+    def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
+        reservation = str(shipment.reservation_id) if shipment.reservation_id else None
+        return reason, {"reservation_id": reservation, "reason": reason}
+
+    return _act(uow, shipment_id, Action.CANCEL, effect, precondition)
+
+
+def request_reservation(
+    uow: UnitOfWork, shipment_id: uuid.UUID, precondition: Precondition | None = None
+) -> dict[str, Any]:
+    """backordered → pending: asks inventory again for the same items."""
+    def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
+        shipment.shortages = []
+        items = uow.session.execute(
+            select(models.ShipmentItem.sku, models.ShipmentItem.quantity)
+            .where(models.ShipmentItem.shipment_id == shipment.id)
+            .order_by(models.ShipmentItem.position)).all()
+        return "Reservation requested again", {
+            "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items]}
+
+    return _act(uow, shipment_id, Action.RESERVE, effect, precondition)
+
+
+# --- inventory's answers (called by the event handlers, in the consumer's transaction) ------
+
+def _lock_referenced(uow: UnitOfWork, reference: str) -> tuple[models.Shipment, datetime]:
+    """The shipment a reservation's reference names; parks the event when there is none.
+
+    The shipment row commits before its created event can even leave the outbox, so an
+    answer about an unknown shipment is never early, only wrong: parked, an operator sees it
+    (and the stock a confirmed reservation would otherwise hold unnoticed).
+    """
+    try:
+        shipment_id = uuid.UUID(reference)
+    except ValueError:
+        raise PoisonEvent(f"reference {reference!r} is not a shipment id") from None
+    locked = _lock(uow, shipment_id)
+    if locked is None:
+        raise PoisonEvent(f"no shipment {reference}")
+    return locked
+
+
+def reservation_confirmed(uow: UnitOfWork, reference: str, reservation_id: str) -> None:
+    """pending → ready. Anything else is a late or repeated answer: no transition.
+
+    A cancelled shipment stays cancelled but records the reservation id, so it shows which
+    reservation inventory released (inventory releases it on the cancelled event, which it
+    receives whichever way the two crossed).
+    """
+    shipment, now = _lock_referenced(uow, reference)
+    current = Status(shipment.status)
+    context = {"shipment_id": reference, "status": current.value,
+               "reservation_id": reservation_id}
+    if states.allowed(Action.CONFIRM, current):
+        shipment.reservation_id = uuid.UUID(reservation_id)
+        _move(uow, shipment, now, states.TRANSITIONS[Action.CONFIRM],
+              f"Stock reserved (reservation {reservation_id})",
+              {"reservation_id": reservation_id})
+    elif current is Status.CANCELLED and shipment.reservation_id is None:
+        shipment.reservation_id = uuid.UUID(reservation_id)
+        shipment.updated_at = now
+        log.info("reservation confirmed after the shipment was cancelled; recorded, inventory "
+                 "releases it", extra=context)
+    elif str(shipment.reservation_id) == reservation_id:
+        log.info("reservation confirmed again: nothing to do", extra=context)
+    else:
+        log.warning("reservation confirmed for a shipment that is not pending: ignored",
+                    extra=context)
+
+
+def reservation_rejected(uow: UnitOfWork, reference: str, shortages: list[dict[str, Any]]) -> None:
+    """pending → backordered. Anything else is a late or repeated answer: no transition."""
+    shipment, now = _lock_referenced(uow, reference)
+    current = Status(shipment.status)
+    if not states.allowed(Action.REJECT, current):
+        log.warning("reservation rejected for a shipment that is not pending: ignored",
+                    extra={"shipment_id": reference, "status": current.value})
+        return
+    shipment.shortages = shortages
+    _move(uow, shipment, now, states.TRANSITIONS[Action.REJECT], shortage_note(shortages),
+          {"shortages": shortages})
+
+
+def shortage_note(shortages: list[dict[str, Any]]) -> str:
+    return "Short of " + ", ".join(
+        f"{s['sku']} (requested {s['requested']}, available {s['available']})"
+        for s in shortages)

@@ -1,0 +1,23 @@
+"""docs/shipping.md stays in step with the code it describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipping import states
+from shipping.service import SERVICE
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "shipping.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [s.name for s in SERVICE.settings if f"| `{s.name}` |" not in DOC]
+    assert missing == []
+
+
+def test_every_transition_and_event_is_documented() -> None:
+    for action, move in states.TRANSITIONS.items():
+        assert f"| {action.value} |" in DOC
+        assert f"`{move.event}`" in DOC
+    for event_type in SERVICE.handlers:
+        assert f"`{event_type} " in DOC

@@ -1,0 +1,91 @@
+"""Support's side of the saga: what each consumed shipping event does (DESIGN.md §4, point 5).
+
+Every event updates support's projection of the shipment (out-of-order safe, see
+`services.record_shipment`); `backordered` and `failed` also open the one system ticket for
+their shipment and reason. The consumer runs each handler in the transaction that records the
+event id in the inbox, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet_shared.db import UnitOfWork
+from fleet_shared.events.consumer import Handler, PoisonEvent
+from fleet_shared.events.envelope import Event
+from support import services
+
+
+def occurred_at(event: Event) -> datetime:
+    """The envelope's `occurred_at` (RFC 3339); one without an offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(event.occurred_at)
+    except ValueError:
+        raise PoisonEvent(f"occurred_at is not an RFC 3339 timestamp: "
+                          f"{event.occurred_at!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def shipment_changed(event: Event) -> services.ShipmentChanged:
+    data = event.data
+    customer: dict[str, Any] = data.get("customer") or {}
+    return services.ShipmentChanged(
+        shipment_id=uuid.UUID(data["shipment_id"]),
+        order_reference=data["order_reference"],
+        status=data["status"],
+        occurred_at=occurred_at(event),
+        customer_email=customer.get("email"),
+    )
+
+
+def on_status(uow: UnitOfWork, event: Event) -> None:
+    """created, reservation_requested, ready, dispatched, delivered, cancelled."""
+    services.record_shipment(uow, shipment_changed(event))
+
+
+def backordered_ticket(event: Event) -> tuple[str, str]:
+    data = event.data
+    shortages = "\n".join(f"- {s['sku']}: requested {s['requested']}, available {s['available']}"
+                          for s in data["shortages"])
+    return (f"Order {data['order_reference']} is backordered",
+            f"Inventory could not reserve every line of shipment {data['shipment_id']} "
+            f"(order {data['order_reference']}); it waits for stock.\nShortages:\n{shortages}")
+
+
+def failed_ticket(event: Event) -> tuple[str, str]:
+    data = event.data
+    return (f"Delivery of order {data['order_reference']} failed",
+            f"Delivery of shipment {data['shipment_id']} (order {data['order_reference']}) "
+            f"failed: {data['reason']}")
+
+
+def _record_and_open(uow: UnitOfWork, event: Event, reason: str, subject: str,
+                     description: str) -> None:
+    change = shipment_changed(event)
+    shipment = services.record_shipment(uow, change)
+    services.open_system_ticket(uow, change.shipment_id, reason, subject, description,
+                                shipment.customer_email)
+
+
+def on_backordered(uow: UnitOfWork, event: Event) -> None:
+    """A high-priority system ticket, once per shipment however often it is backordered."""
+    _record_and_open(uow, event, "backordered", *backordered_ticket(event))
+
+
+def on_failed(uow: UnitOfWork, event: Event) -> None:
+    """An urgent system ticket, once per shipment."""
+    _record_and_open(uow, event, "failed", *failed_ticket(event))
+
+
+HANDLERS: dict[str, Handler] = {
+    "shipping.shipment.created": on_status,
+    "shipping.shipment.reservation_requested": on_status,
+    "shipping.shipment.ready": on_status,
+    "shipping.shipment.backordered": on_backordered,
+    "shipping.shipment.dispatched": on_status,
+    "shipping.shipment.delivered": on_status,
+    "shipping.shipment.failed": on_failed,
+    "shipping.shipment.cancelled": on_status,
+}

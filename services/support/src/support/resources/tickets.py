@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flask_restful import Resource
+
+from fleet_shared.http.etag import etag_of, require_match
+from fleet_shared.http.pagination import page
+from fleet_shared.http.resources import operation, unit_of_work
+from fleet_shared.http.responses import created, database, tagged
+from support import schemas, services
+
+READ, WRITE = "support:read", "support:write"
+
+
+class Tickets(Resource):
+    @operation("List tickets (filter by status, priority, shipment_id, customer_email)",
+               scope=READ, query=schemas.TicketQuery, responses={200: schemas.TicketList})
+    def get(self, query: schemas.TicketQuery) -> Any:
+        items = services.list_tickets(
+            database(), query.limit, query.after_of(int), status=query.status,
+            priority=query.priority, shipment_id=query.shipment_id,
+            customer_email=query.customer_email)
+        result = page(items, query.limit, key=lambda item: item["_seq"])
+        for item in result["items"]:
+            del item["_seq"]
+        return result
+
+    @operation("Open a ticket for a customer", scope=WRITE, body=schemas.TicketCreate,
+               responses={201: schemas.Ticket}, idempotent=True)
+    def post(self, body: schemas.TicketCreate) -> Any:
+        ticket = services.create_ticket(unit_of_work(), body.model_dump())
+        return created(ticket, f"/tickets/{ticket['id']}")
+
+
+class TicketItem(Resource):
+    @operation("Get a ticket with its comments and its shipment's current status", scope=READ,
+               responses={200: schemas.Ticket, 304: None}, errors=(404,))
+    def get(self, ticket_id: UUID) -> Any:
+        return tagged(services.get_ticket(database(), ticket_id))
+
+    @operation("Change a ticket's status, priority or assignee", scope=WRITE,
+               body=schemas.TicketPatch, responses={200: schemas.Ticket}, errors=(404, 409),
+               conditional=True)
+    def patch(self, ticket_id: UUID, body: schemas.TicketPatch) -> Any:
+        ticket = services.update_ticket(
+            unit_of_work(), ticket_id, body.model_dump(exclude_unset=True),
+            precondition=lambda current: require_match(etag_of(current)))
+        return ticket, 200, {"ETag": etag_of(ticket)}

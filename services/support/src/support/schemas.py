@@ -1,0 +1,106 @@
+"""Request and response models: they validate requests and generate /v1/openapi.json."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from fleet_shared.http.pagination import PageQuery
+
+Status = Literal["open", "pending", "resolved", "closed"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Source = Literal["customer", "system"]
+Reason = Literal["backordered", "failed"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Email = Annotated[EmailStr, Field(max_length=320, examples=["ada@example.com"])]
+Subject = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+LongText = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+Person = Annotated[str, Field(min_length=1, max_length=200, examples=["agent-7"]),
+                   AfterValidator(_not_blank)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TicketCreate(Strict):
+    subject: Subject
+    description: LongText
+    customer_email: Email
+    shipment_id: UUID | None = None
+    priority: Priority = "normal"
+
+
+class TicketPatch(Strict):
+    """Only the fields sent change; `assignee: null` unassigns."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    assignee: Person | None = None
+
+    @field_validator("status", "priority")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+
+class CommentCreate(Strict):
+    author: Person
+    body: LongText
+
+
+class Comment(BaseModel):
+    id: UUID
+    ticket_id: UUID
+    author: str
+    body: str
+    created_at: datetime
+
+
+class TicketSummary(BaseModel):
+    id: UUID
+    subject: str
+    description: str
+    customer_email: str | None = Field(
+        description="null only on a system ticket opened before support learned the "
+                    "shipment's customer; filled in when it does")
+    shipment_id: UUID | None
+    shipment_status: str | None = Field(
+        description="the linked shipment's current status in support's projection of "
+                    "shipping's events; null when unlinked or not yet known")
+    status: Status
+    priority: Priority
+    source: Source
+    reason: Reason | None = Field(description="why a system ticket was opened")
+    assignee: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Ticket(TicketSummary):
+    comments: list[Comment]
+
+
+class TicketList(BaseModel):
+    items: list[TicketSummary]
+    next_cursor: str | None
+
+
+class TicketQuery(PageQuery):
+    status: Status | None = None
+    priority: Priority | None = None
+    shipment_id: UUID | None = None
+    customer_email: Annotated[str | None, Field(max_length=320,
+                                                description="exact, case-insensitive")] = None

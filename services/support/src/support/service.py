@@ -1,0 +1,8 @@
+"""The support service as the shared entry points see it."""
+
+from __future__ import annotations
+
+from fleet_shared.service import ServiceSpec
+from support.handlers import HANDLERS
+
+SERVICE = ServiceSpec(name="support", title="Support", handlers=HANDLERS)

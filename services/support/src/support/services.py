@@ -1,0 +1,314 @@
+"""Support's business rules. Functions take their unit of work (or database) as a parameter
+and know nothing of HTTP; resources and event handlers both call them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, case, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.problems import Conflict, NotFound
+from support import models
+
+log = logging.getLogger(__name__)
+
+# --- the ticket state machine (no I/O) -----------------------------------------------------
+
+#: Where each status may go next. Closed is final.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "open": frozenset({"pending"}),
+    "pending": frozenset({"resolved", "open"}),
+    "resolved": frozenset({"closed", "open"}),
+    "closed": frozenset(),
+}
+
+
+def can_transition(current: str, new: str) -> bool:
+    """Staying put is always allowed (a PATCH that repeats the status changes nothing)."""
+    return new == current or new in TRANSITIONS[current]
+
+
+def check_transition(current: str, new: str) -> None:
+    if not can_transition(current, new):
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (closed is final)"
+        raise Conflict(f"A ticket cannot go from {current} to {new}; from {current} it may go "
+                       f"to: {allowed}.", "illegal-transition")
+
+
+#: Why support opens a system ticket, and at which priority (DESIGN.md §4 point 5).
+SYSTEM_PRIORITIES: Mapping[str, str] = {"backordered": "high", "failed": "urgent"}
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+Executor = Connection | Session
+AnyRow = Row[*tuple[Any, ...]]
+
+_TICKET = select(
+    models.Ticket.id, models.Ticket.seq, models.Ticket.subject, models.Ticket.description,
+    models.Ticket.customer_email, models.Ticket.shipment_id, models.Ticket.status,
+    models.Ticket.priority, models.Ticket.source, models.Ticket.reason, models.Ticket.assignee,
+    models.Ticket.created_at, models.Ticket.updated_at,
+    # Read at query time from the projection, so every linked ticket shows the current status.
+    models.Shipment.status.label("shipment_status"),
+).outerjoin(models.Shipment, models.Shipment.shipment_id == models.Ticket.shipment_id)
+
+_COMMENT = select(
+    models.Comment.id, models.Comment.ticket_id, models.Comment.author, models.Comment.body,
+    models.Comment.created_at,
+)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _summary(row: AnyRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "subject": row.subject,
+        "description": row.description,
+        "customer_email": row.customer_email,
+        "shipment_id": str(row.shipment_id) if row.shipment_id else None,
+        "shipment_status": row.shipment_status,
+        "status": row.status,
+        "priority": row.priority,
+        "source": row.source,
+        "reason": row.reason,
+        "assignee": row.assignee,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def _comment(row: AnyRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "ticket_id": str(row.ticket_id),
+        "author": row.author,
+        "body": row.body,
+        "created_at": _iso(row.created_at),
+    }
+
+
+def _load_ticket(executor: Executor, ticket_id: uuid.UUID) -> dict[str, Any]:
+    row = executor.execute(_TICKET.where(models.Ticket.id == ticket_id)).first()
+    if row is None:
+        raise NotFound(f"No ticket {ticket_id}.")
+    ticket = _summary(row)
+    ticket["comments"] = [_comment(c) for c in executor.execute(
+        _COMMENT.where(models.Comment.ticket_id == ticket_id).order_by(models.Comment.seq))]
+    return ticket
+
+
+def get_ticket(db: Database, ticket_id: uuid.UUID) -> dict[str, Any]:
+    with db.read_engine.connect() as conn:
+        return _load_ticket(conn, ticket_id)
+
+
+def get_ticket_in(uow: UnitOfWork, ticket_id: uuid.UUID) -> dict[str, Any]:
+    """The ticket as this transaction sees it."""
+    return _load_ticket(uow.session, ticket_id)
+
+
+def list_tickets(
+    db: Database,
+    limit: int,
+    after: int | None,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    shipment_id: uuid.UUID | None = None,
+    customer_email: str | None = None,
+) -> list[dict[str, Any]]:
+    """Oldest first by creation sequence; `limit + 1` rows, each with its `_seq` cursor key."""
+    query = _TICKET.order_by(models.Ticket.seq).limit(limit + 1)
+    if after is not None:
+        query = query.where(models.Ticket.seq > after)
+    if status is not None:
+        query = query.where(models.Ticket.status == status)
+    if priority is not None:
+        query = query.where(models.Ticket.priority == priority)
+    if shipment_id is not None:
+        query = query.where(models.Ticket.shipment_id == shipment_id)
+    if customer_email is not None:
+        query = query.where(func.lower(models.Ticket.customer_email) == customer_email.lower())
+    with db.read_engine.connect() as conn:
+        return [{**_summary(row), "_seq": row.seq} for row in conn.execute(query)]
+
+
+def get_comment(db: Database, ticket_id: uuid.UUID, comment_id: uuid.UUID) -> dict[str, Any]:
+    with db.read_engine.connect() as conn:
+        row = conn.execute(_COMMENT.where(models.Comment.id == comment_id,
+                                          models.Comment.ticket_id == ticket_id)).first()
+    if row is None:
+        raise NotFound(f"No comment {comment_id} on ticket {ticket_id}.")
+    return _comment(row)
+
+
+# --- tickets and comments ---------------------------------------------------------------------
+
+def _now(uow: UnitOfWork) -> datetime:
+    moment: datetime = uow.session.scalar(select(text("clock_timestamp()")))
+    return moment
+
+
+def create_ticket(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
+    """A customer's ticket: open, from the customer. `shipment_id` is taken on trust (support
+    may not have heard of the shipment yet); its status shows once the projection knows it."""
+    with uow:
+        ticket = models.Ticket(id=uuid.uuid4(), status="open", source="customer", **fields)
+        uow.session.add(ticket)
+        uow.session.flush()
+        created = get_ticket_in(uow, ticket.id)
+        uow.commit()
+        return created
+
+
+def lock_ticket(uow: UnitOfWork, ticket_id: uuid.UUID) -> models.Ticket:
+    ticket: models.Ticket | None = uow.session.scalars(
+        select(models.Ticket).where(models.Ticket.id == ticket_id).with_for_update()).first()
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_id}.")
+    return ticket
+
+
+def update_ticket(
+    uow: UnitOfWork,
+    ticket_id: uuid.UUID,
+    changes: dict[str, Any],
+    precondition: Callable[[dict[str, Any]], None] = lambda current: None,
+) -> dict[str, Any]:
+    """Change status, priority or assignee. `precondition` sees the current ticket under the
+    row lock (If-Match checks it). A closed ticket is final: changing anything is a 409."""
+    with uow:
+        ticket = lock_ticket(uow, ticket_id)
+        precondition(get_ticket_in(uow, ticket_id))
+        changed = {key: value for key, value in changes.items()
+                   if getattr(ticket, key) != value}
+        if "status" in changed:
+            check_transition(ticket.status, changed["status"])
+        elif changed and ticket.status == "closed":
+            raise Conflict(f"Ticket {ticket_id} is closed; a closed ticket cannot change.",
+                           "ticket-closed")
+        for key, value in changed.items():
+            setattr(ticket, key, value)
+        if changed:
+            ticket.updated_at = _now(uow)
+        uow.session.flush()
+        updated = get_ticket_in(uow, ticket_id)
+        uow.commit()
+        return updated
+
+
+def add_comment(uow: UnitOfWork, ticket_id: uuid.UUID, author: str, body: str) -> dict[str, Any]:
+    with uow:
+        ticket = lock_ticket(uow, ticket_id)
+        if ticket.status == "closed":
+            raise Conflict(f"Ticket {ticket_id} is closed; a closed ticket takes no comments.",
+                           "ticket-closed")
+        comment = models.Comment(id=uuid.uuid4(), ticket_id=ticket_id, author=author, body=body)
+        uow.session.add(comment)
+        ticket.updated_at = _now(uow)
+        uow.session.flush()
+        row = uow.session.execute(_COMMENT.where(models.Comment.id == comment.id)).one()
+        uow.commit()
+        return _comment(row)
+
+
+# --- the shipment projection and system tickets (the saga) ----------------------------------
+
+@dataclass(frozen=True)
+class ShipmentChanged:
+    """What one shipping event says about a shipment, whichever event it was."""
+
+    shipment_id: uuid.UUID
+    order_reference: str
+    status: str
+    occurred_at: datetime
+    customer_email: str | None = None  # only shipping.shipment.created carries the customer
+
+
+@dataclass(frozen=True)
+class ShipmentView:
+    status: str
+    customer_email: str | None
+
+
+def record_shipment(uow: UnitOfWork, change: ShipmentChanged) -> ShipmentView:
+    """Upsert the projection in one statement (the row lock makes it race-free).
+
+    The status moves only for an event newer than the one that set it (by `occurred_at`),
+    so an event delivered late never moves a shipment backwards; the customer's email is
+    kept whatever the order, since only the created event carries it.
+    """
+    table = models.Shipment
+    upsert = insert(table).values(
+        shipment_id=change.shipment_id, order_reference=change.order_reference,
+        status=change.status, status_at=change.occurred_at,
+        customer_email=change.customer_email)
+    excluded = upsert.excluded
+    newer = excluded.status_at > table.status_at
+    stmt = upsert.on_conflict_do_update(
+        index_elements=[table.shipment_id],
+        set_={
+            "status": case((newer, excluded.status), else_=table.status),
+            "status_at": func.greatest(table.status_at, excluded.status_at),
+            "customer_email": func.coalesce(excluded.customer_email, table.customer_email),
+            "updated_at": func.now(),
+        },
+    ).returning(table.status, table.customer_email)
+    row = uow.session.execute(stmt).one()
+    if change.customer_email is not None:
+        _fill_customer_email(uow, change.shipment_id, change.customer_email)
+    return ShipmentView(row.status, row.customer_email)
+
+
+def _fill_customer_email(uow: UnitOfWork, shipment_id: uuid.UUID, email: str) -> None:
+    """System tickets opened before the created event arrived learn their customer now."""
+    uow.session.execute(
+        update(models.Ticket)
+        .where(models.Ticket.shipment_id == shipment_id, models.Ticket.source == "system",
+               models.Ticket.customer_email.is_(None))
+        .values(customer_email=email, updated_at=func.clock_timestamp()))
+
+
+def open_system_ticket(
+    uow: UnitOfWork,
+    shipment_id: uuid.UUID,
+    reason: str,
+    subject: str,
+    description: str,
+    customer_email: str | None,
+) -> uuid.UUID | None:
+    """Open the one system ticket for this shipment and reason; None if it already exists.
+
+    The unique index decides, so a redelivered event, a second backorder of the same
+    shipment, or two workers racing all leave exactly one ticket.
+    """
+    ticket_id: uuid.UUID | None = uow.session.execute(
+        insert(models.Ticket)
+        .values(id=uuid.uuid4(), subject=subject[:200], description=description,
+                customer_email=customer_email, shipment_id=shipment_id,
+                priority=SYSTEM_PRIORITIES[reason], status="open", source="system",
+                reason=reason)
+        .on_conflict_do_nothing(index_elements=[models.Ticket.shipment_id,
+                                                models.Ticket.reason],
+                                index_where=text("source = 'system'"))
+        .returning(models.Ticket.id)
+    ).scalar()
+    if ticket_id is None:
+        log.info("system ticket already open", extra={"shipment_id": str(shipment_id),
+                                                      "reason": reason})
+    else:
+        log.info("system ticket opened", extra={"shipment_id": str(shipment_id),
+                                                "reason": reason, "ticket_id": str(ticket_id)})
+    return ticket_id

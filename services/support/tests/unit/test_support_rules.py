@@ -1,0 +1,108 @@
+"""The ticket state machine and the event-to-projection mapping: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from fleet_shared.contracts import contracts
+from fleet_shared.events.consumer import PoisonEvent
+from fleet_shared.events.envelope import Event
+from fleet_shared.problems import Problem
+from fleet_shared.settings import load_settings
+from support import handlers, services
+from support.service import SERVICE
+
+STATUSES = ("open", "pending", "resolved", "closed")
+ALLOWED = {("open", "pending"), ("pending", "resolved"), ("pending", "open"),
+           ("resolved", "closed"), ("resolved", "open")}
+
+
+@pytest.mark.parametrize("current", STATUSES)
+@pytest.mark.parametrize("new", STATUSES)
+def test_the_status_machine(current: str, new: str) -> None:
+    legal = (current, new) in ALLOWED or current == new
+    assert services.can_transition(current, new) is legal
+    if legal:
+        services.check_transition(current, new)
+    else:
+        with pytest.raises(Problem) as raised:
+            services.check_transition(current, new)
+        assert raised.value.status == 409
+        assert raised.value.type.endswith("/illegal-transition")
+        assert current in raised.value.detail and new in raised.value.detail
+
+
+def test_closed_is_final() -> None:
+    assert services.TRANSITIONS["closed"] == frozenset()
+    assert set(services.TRANSITIONS) == set(STATUSES)
+
+
+def test_system_ticket_priorities() -> None:
+    assert services.SYSTEM_PRIORITIES == {"backordered": "high", "failed": "urgent"}
+
+
+def _event(type_: str, occurred_at: str, **data: object) -> Event:
+    return Event(type=type_, data=dict(data), source="shipping", occurred_at=occurred_at)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2026-11-22T10:00:00.123Z", datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)),
+    ("2026-11-22T12:00:00+02:00", datetime(2026, 11, 22, 10, 0, tzinfo=UTC)),
+    ("2026-11-22T10:00:00", datetime(2026, 11, 22, 10, 0, tzinfo=UTC)),  # no offset: UTC
+])
+def test_occurred_at_is_parsed_as_an_aware_instant(raw: str, expected: datetime) -> None:
+    parsed = handlers.occurred_at(_event("shipping.shipment.ready", raw))
+    assert parsed == expected and parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "", "2026-13-40T00:00:00Z"])
+def test_a_malformed_occurred_at_is_a_poison_event(raw: str) -> None:
+    with pytest.raises(PoisonEvent, match="occurred_at"):
+        handlers.occurred_at(_event("shipping.shipment.ready", raw))
+
+
+def test_created_carries_the_customer_email_and_others_do_not() -> None:
+    shipment_id = uuid.uuid4()
+    created = handlers.shipment_changed(_event(
+        "shipping.shipment.created", "2026-11-22T10:00:00Z", shipment_id=str(shipment_id),
+        order_reference="ORD-9", status="pending", items=[{"sku": "A", "quantity": 1}],
+        customer={"name": "Ada", "email": "ada@example.com"}))
+    assert created == services.ShipmentChanged(
+        shipment_id, "ORD-9", "pending",
+        datetime(2026, 11, 22, 10, tzinfo=UTC), "ada@example.com")
+    ready = handlers.shipment_changed(_event(
+        "shipping.shipment.ready", "2026-11-22T10:00:01Z", shipment_id=str(shipment_id),
+        order_reference="ORD-9", status="ready", reservation_id=str(uuid.uuid4())))
+    assert (ready.status, ready.customer_email) == ("ready", None)
+
+
+def test_system_ticket_texts_name_the_order_and_the_cause() -> None:
+    backordered = _event("shipping.shipment.backordered", "2026-11-22T10:00:00Z",
+                         shipment_id="s-1", order_reference="ORD-9", status="backordered",
+                         shortages=[{"sku": "A", "requested": 3, "available": 1}])
+    subject, description = handlers.backordered_ticket(backordered)
+    assert "ORD-9" in subject and "backordered" in subject
+    assert "A: requested 3, available 1" in description
+    failed = _event("shipping.shipment.failed", "2026-11-22T10:00:00Z", shipment_id="s-1",
+                    order_reference="ORD-9", status="failed", reason="dog bit the courier")
+    subject, description = handlers.failed_ticket(failed)
+    assert "ORD-9" in subject and "failed" in subject
+    assert "dog bit the courier" in description
+
+
+def test_every_shipping_event_has_a_handler_and_a_contract() -> None:
+    shipping = {event_type for event_type, _ in contracts()
+                if event_type.startswith("shipping.shipment.")}
+    assert set(handlers.HANDLERS) == shipping
+    assert len(shipping) == 8
+
+
+def test_the_topology_binds_support_queue_to_every_handled_type() -> None:
+    settings = load_settings(SERVICE.settings, {
+        "DATABASE_URL": "postgresql://x@db/x", "BROKER_URL": "amqp://mq/", "JWT_SECRET": "s" * 32})
+    topology = SERVICE.topology(settings)
+    assert topology.queue == "support.events"
+    assert set(topology.event_types) == set(handlers.HANDLERS)

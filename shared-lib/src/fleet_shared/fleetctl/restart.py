@@ -1,0 +1,66 @@
+"""``fleetctl restart NAME...``: a rolling restart through the running supervisor.
+
+NAME is a process (``inventory-api-1``, ``gateway``) or a service (all its processes, one at a
+time). Each is stopped gracefully and started again by the supervisor, and the next one waits
+until the new process answers its probe, so a service with two api replicas keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from fleet_shared.fleetctl.config import LocalConfig
+from fleet_shared.fleetctl.console import CommandError, say
+from fleet_shared.fleetctl.state import read_state, run_dir_in_use
+
+
+def _targets(state: dict[str, Any], names: list[str]) -> list[str]:
+    processes = [p["name"] for p in state.get("processes", [])]
+    chosen: list[str] = []
+    for name in names:
+        matches = [p for p in processes
+                   if p == name or any(q["name"] == p and q.get("service") == name
+                                       for q in state["processes"])]
+        if not matches:
+            raise CommandError(f"no process or service named {name!r} "
+                               f"(processes: {', '.join(processes)})", 2)
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def _process(config: LocalConfig, name: str) -> dict[str, Any]:
+    state = read_state(config.state_path) or {}
+    for process in state.get("processes", []):
+        if process["name"] == name:
+            return dict(process)
+    return {}
+
+
+def request_restart(config: LocalConfig, name: str) -> None:
+    state = read_state(config.state_path) or {}
+    config.control_dir.mkdir(parents=True, exist_ok=True)
+    (config.control_dir / f"{name}.restart").touch()
+    os.kill(int(state["supervisor_pid"]), signal.SIGUSR1)
+
+
+def restart(config: LocalConfig, names: list[str], timeout: float = 90.0) -> int:
+    state = read_state(config.state_path)
+    if state is None or not run_dir_in_use(config.run_dir):
+        raise CommandError(f"no local fleet is running in {config.run_dir}")
+    for name in _targets(state, names):
+        old = _process(config, name).get("pid")
+        request_restart(config, name)
+        deadline = time.monotonic() + timeout
+        while True:
+            now = _process(config, name)
+            if now.get("pid") and now.get("pid") != old and now.get("ready"):
+                say(f"{name} restarted (pid {old} -> {now['pid']})")
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(f"{name} was not ready again within {timeout:.0f}s "
+                                   f"(log: {now.get('log')})")
+            time.sleep(0.1)
+    return 0

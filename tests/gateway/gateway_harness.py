@@ -1,0 +1,347 @@
+"""Test harness for the gateway: stub upstream servers, a tiny HTTP client, a running NGINX.
+
+Imported by conftest.py (fixtures) and the test modules (types and helpers). The module name
+is unique on purpose: test directories without __init__.py share one import namespace.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+from fleet_shared import gateway as gw
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+# The test gateway waits 1 s for an upstream, so timeouts are quick to provoke.
+READ_TIMEOUT = "1s"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- HTTP client --------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header_values(self, name: str) -> list[str]:
+        return self.headers.get_all(name) or []
+
+    def header(self, name: str) -> str:
+        """The one value of a header that must appear exactly once."""
+        values = self.header_values(name)
+        assert len(values) == 1, f"{name}: expected exactly one, got {values}"
+        return values[0]
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
+    source_address: tuple[str, int] | None = None,
+) -> Response:
+    """One request on a fresh connection, the path sent exactly as given."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=source_address)
+    try:
+        skip_host = any(name.lower() == "host" for name, _ in headers)
+        conn.putrequest(method, path, skip_host=skip_host, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return Response(resp.status, resp.msg, resp.read())
+    finally:
+        conn.close()
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    """``response`` is an RFC 9457 problem document with this status, as the gateway makes them."""
+    assert response.status == status, response.body
+    assert response.header("Content-Type") == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert set(problem) == {"type", "title", "status", "detail"}
+    assert problem["status"] == status
+    assert str(problem["type"]).startswith("https://fleet.example/problems/")
+    return problem
+
+
+# --- stub upstreams -----------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """One request as an upstream saw it."""
+
+    method: str
+    path: str
+    version: str
+    headers: Message
+    body: bytes
+    peer_port: int
+
+    def header_values(self, name: str) -> list[str]:
+        return self.headers.get_all(name) or []
+
+
+@dataclass
+class Behaviour:
+    """What a stub does with the next requests; change it from the test at any time."""
+
+    status: int = 200
+    delay: float = 0.0
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None
+    # Methods for which the stub reads the request and then closes the connection unanswered.
+    drop_methods: frozenset[str] = frozenset()
+
+
+class StubUpstream:
+    """An HTTP/1.1 server on 127.0.0.1 recording requests; answers JSON by default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.behaviour = Behaviour()
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._server = _StubServer(("127.0.0.1", 0), _StubHandler)
+        self._server.stub = self
+        self.port: int = self._server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"stub-{name}", daemon=True,
+        )
+        self._thread.start()
+        self.running = True
+
+    def record(self, recorded: Recorded) -> None:
+        with self._lock:
+            self.requests.append(recorded)
+
+    def requests_for(self, method: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method]
+
+    def stop(self) -> None:
+        """Stop listening and cut every open connection: the server is down."""
+        if not self.running:
+            return
+        self.running = False
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=5)
+
+    def __repr__(self) -> str:
+        return f"StubUpstream({self.name}, {self.address})"
+
+
+class _StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    stub: StubUpstream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a connection NGINX gave up on is expected in these tests
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _StubServer
+    timeout = 10
+
+    def setup(self) -> None:
+        super().setup()
+        stub = self.server.stub
+        with stub._lock:
+            stub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        stub = self.server.stub
+        with stub._lock:
+            stub._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        stub = self.server.stub
+        behaviour = stub.behaviour
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        stub.record(Recorded(self.command, self.path, self.request_version, self.headers, body,
+                             self.client_address[1]))
+        if self.command in behaviour.drop_methods:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if behaviour.delay and stub._stopping.wait(behaviour.delay):
+            self.close_connection = True
+            return
+        payload = behaviour.body
+        if payload is None:
+            payload = json.dumps(
+                {"server": stub.name, "method": self.command, "path": self.path}
+            ).encode()
+        try:
+            self.send_response(behaviour.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in behaviour.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """A running NGINX rendered from the template."""
+
+    port: int
+    run_dir: Path
+    values: dict[str, str]
+    process: subprocess.Popen[bytes]
+    stubs: dict[str, list[StubUpstream]]
+
+    @property
+    def access_log(self) -> Path:
+        return Path(self.values["GATEWAY_ACCESS_LOG"])
+
+    @property
+    def error_log(self) -> Path:
+        return Path(self.values["GATEWAY_ERROR_LOG"])
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Response:
+        return http_request(self.port, method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
+
+    def access_entries(self) -> list[dict[str, Any]]:
+        lines = self.access_log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def wait_for_access_entry(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The first access-log entry matching ``predicate`` (NGINX logs after responding)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.access_entries():
+                if predicate(entry):
+                    return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching access-log entry in {self.access_entries()}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        _stop_process(self.process)
+
+
+class StartGateway(Protocol):
+    def __call__(
+        self,
+        upstreams: Mapping[str, Sequence[str]] | None = None,
+        *,
+        rate: str = ...,
+        burst: int = ...,
+        read_timeout: str = ...,
+    ) -> Gateway: ...
+
+
+def nginx_command(run_dir: Path, conf: Path, *extra: str) -> list[str]:
+    assert NGINX is not None
+    command: list[str] = gw.nginx_command(run_dir, conf, *extra, nginx=NGINX)
+    return command
+
+
+def write_config(run_dir: Path, values: Mapping[str, str]) -> Path:
+    conf: Path = gw.write_config(run_dir, values)
+    return conf
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()  # SIGTERM: NGINX's fast shutdown, master takes its workers with it
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session, started below
+        process.wait(timeout=10)
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, run_dir: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"nginx exited with {process.returncode}: "
+                + (run_dir / "nginx.stderr").read_text(errors="replace")
+                + (run_dir / "error.log").read_text(errors="replace")
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                if (run_dir / "nginx.pid").exists():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("nginx did not start listening within 10 s")
+
+
