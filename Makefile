@@ -14,11 +14,18 @@ setup: .venv/.synced
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-## deps-system: nginx for the gateway (PostgreSQL and RabbitMQ are expected to run)
+## deps-system: nginx for the gateway, envsubst for its container entrypoint test, wrk for
+## benchmarks (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
 deps-system:
-	@command -v nginx >/dev/null 2>&1 || ( command -v apt-get >/dev/null 2>&1 && \
-		(apt-get update -qq && apt-get install -y -qq nginx) ) || \
-		echo "nginx is missing: install it with 'apt-get install -y nginx'"
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
+	command -v envsubst >/dev/null 2>&1 || missing="$$missing gettext-base"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "missing:$$missing (install with: apt-get install -y$$missing)"; exit 1; fi; \
+	fi
 
 ## run: the whole fleet in the foreground (Ctrl-C stops it)
 run: setup deps-system

@@ -273,8 +273,8 @@ def test_worker_serves_the_probe_and_metrics_paths(monkeypatch: pytest.MonkeyPat
     from fleet_shared.events.broker import Topology
     from fleet_shared.worker import HealthServer
 
-    queue = Topology("inventory", "fleet.events", (), (1000,)).queue
-    assert queue == "inventory.events"
+    assert Topology("inventory", "fleet.events", (), (1000,)).queue == "inventory.events"
+    queue = Topology("deploy-check", "fleet.events", (), (1000,)).queue
     metrics.QUEUE_READY.labels(queue).set(7)
     server = HealthServer(0, lambda: {"database": True, "broker": True}, host="127.0.0.1")
     server.start()
@@ -287,7 +287,8 @@ def test_worker_serves_the_probe_and_metrics_paths(monkeypatch: pytest.MonkeyPat
                 json.loads(response.read())
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
             text = response.read().decode()
-        # The gauge the worker HPA's External metric reads.
-        assert 'fleet_queue_messages_ready{queue="inventory.events"} 7.0' in text
+        # The gauge the worker HPA's External metric reads, labelled with the queue.
+        assert 'fleet_queue_messages_ready{queue="deploy-check.events"} 7.0' in text
     finally:
         server.stop()
+        metrics.QUEUE_READY.remove(queue)

@@ -17,6 +17,9 @@ timeout = 30
 # Longer than the gateway's upstream keepalive, so the gateway closes idle connections first.
 keepalive = 75
 accesslog = None  # the gateway writes the access log; the app logs writes
+# gunicorn 27's runtime control socket would be written under $HOME, which is read-only (or
+# absent) in the container; the fleet manages processes with signals.
+control_socket_disable = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 logconfig_dict: dict[str, Any] = {
     "version": 1,

@@ -69,13 +69,16 @@ def service_main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
 
 
 def run_api(spec: ServiceSpec, settings: Settings) -> None:
-    from gunicorn.app.wsgiapp import run
+    """Replace this process with gunicorn (so it receives the signals directly).
 
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                          tempfile.mkdtemp(prefix=f"{spec.name}-metrics-"))
-    os.environ["FLEET_SERVICE"] = spec.name
-    sys.argv = ["gunicorn", "--config", "python:fleet_shared.gunicorn_conf", spec.app_factory]
-    run()
+    prometheus_client picks its multiprocess mode when first imported, so the directory must
+    be in the environment of a fresh interpreter, not set in this one after the fact.
+    """
+    env = dict(os.environ, FLEET_SERVICE=spec.name)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix=f"{spec.name}-metrics-"))
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:fleet_shared.gunicorn_conf",
+            spec.app_factory]
+    os.execve(sys.executable, argv, env)
 
 
 def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> object:

@@ -7,7 +7,7 @@ from pathlib import Path
 from shipping import states
 from shipping.service import SERVICE
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "shipping.md").read_text()
+DOC = (Path(__file__).resolve().parents[4] / "docs" / "shipping.md").read_text()
 
 
 def test_every_setting_is_documented() -> None:

@@ -60,6 +60,11 @@ class Delivery:
         return int(headers.get(ATTEMPT_HEADER, 1))
 
     @property
+    def event_id(self) -> uuid.UUID:
+        assert self.event is not None
+        return uuid.UUID(self.event.id)
+
+    @property
     def type(self) -> str:
         return self.event.type if self.event else (self.properties.type or "unknown")
 
@@ -119,7 +124,11 @@ class Consumer:
             self.connected.set()
             last_depth = 0.0
             while not stop.is_set():
-                connection.process_data_events(time_limit=0 if batch else 0.5)
+                connection.process_data_events(time_limit=0.5)
+                size = 0
+                while size != len(batch) < self.prefetch:  # take whatever else has arrived
+                    size = len(batch)
+                    connection.process_data_events(time_limit=0)
                 if batch:
                     self._handle_batch(connection, channel, batch, stop)
                     batch.clear()
@@ -177,14 +186,16 @@ class Consumer:
     def _apply(self, batch: list[Delivery]) -> None:
         """Apply the batch in one transaction; if any handler fails, redo it one by one."""
         todo = [d for d in batch if d.outcome != "park"]
-        for delivery in todo:
-            delivery.outcome = "applied"
         if not todo:
             return
         try:
             with self.db.unit_of_work() as uow:
+                fresh = self._record(uow, todo)
                 for delivery in todo:
-                    self._apply_one(uow, delivery)
+                    delivery.outcome = "applied" if delivery.event_id in fresh else "duplicate"
+                    fresh.discard(delivery.event_id)  # the same event twice in one batch
+                    if delivery.outcome == "applied":
+                        self._run_handler(uow, delivery)
                 uow.commit()
             return
         except (OperationalError, DBAPIError) as exc:
@@ -194,10 +205,13 @@ class Consumer:
             pass
         with self.db.unit_of_work() as uow:
             for delivery in todo:
-                delivery.outcome = "applied"
                 try:
                     with uow.session.begin_nested():
-                        self._apply_one(uow, delivery)
+                        if self._record(uow, [delivery]):
+                            delivery.outcome = "applied"
+                            self._run_handler(uow, delivery)
+                        else:
+                            delivery.outcome = "duplicate"
                 except (OperationalError, DBAPIError) as exc:
                     if _is_connection_error(exc):
                         raise
@@ -206,19 +220,22 @@ class Consumer:
                     self._failed(delivery, exc)
             uow.commit()
 
-    def _apply_one(self, uow: UnitOfWork, delivery: Delivery) -> None:
+    @staticmethod
+    def _record(uow: UnitOfWork, deliveries: list[Delivery]) -> set[uuid.UUID]:
+        """Write the deliveries' ids to the inbox in one statement; return the ids that were
+        new. An id already there was applied before: its delivery is a duplicate."""
+        inserted = uow.session.execute(
+            pg_insert(InboxRow)
+            .values([{"event_id": d.event_id, "type": d.type} for d in deliveries])
+            .on_conflict_do_nothing()
+            .returning(InboxRow.event_id)
+        )
+        return set(inserted.scalars())
+
+    def _run_handler(self, uow: UnitOfWork, delivery: Delivery) -> None:
         event = delivery.event
         assert event is not None
         with logs.log_context(event_id=event.id, correlation_id=event.correlation_id):
-            inserted = uow.session.execute(
-                pg_insert(InboxRow)
-                .values(event_id=uuid.UUID(event.id), type=event.type)
-                .on_conflict_do_nothing()
-                .returning(InboxRow.event_id)
-            ).first()
-            if inserted is None:
-                delivery.outcome = "duplicate"
-                return
             self.handlers[event.type](uow, event)
 
     def _failed(self, delivery: Delivery, exc: Exception) -> None:
