@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SERVICES, Fleet, wait_for
 from e2e_client import FleetClient, Response
+from e2e_fleet import SERVICES, Fleet, wait_for
 
 pytestmark = pytest.mark.e2e
 

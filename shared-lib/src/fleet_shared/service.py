@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from fleet_shared import logs
+from fleet_shared.contracts import validate
 from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import Consumer, Handler
+from fleet_shared.events.relay import OutboxRelay
 from fleet_shared.settings import (
     ConfigError,
     Setting,
@@ -27,6 +29,7 @@ from fleet_shared.settings import (
     exit_on_config_error,
     load_settings,
 )
+from fleet_shared.worker import Worker
 
 
 @dataclass(frozen=True)
@@ -81,17 +84,12 @@ def run_api(spec: ServiceSpec, settings: Settings) -> None:
     os.execve(sys.executable, argv, env)
 
 
-def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> object:
-    from fleet_shared.events.relay import OutboxRelay
-    from fleet_shared.worker import Worker
-
+def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> Worker:
     db = Database(settings["DATABASE_URL"], settings["DB_POOL_SIZE"])
     relay = OutboxRelay(db, settings["BROKER_URL"], settings["EVENT_EXCHANGE"],
                         name=f"{spec.name}-relay")
     consumer = None
     if spec.handlers:
-        from fleet_shared.contracts import validate
-
         consumer = Consumer(db, spec.topology(settings), spec.handlers, settings["BROKER_URL"],
                             prefetch=settings["CONSUMER_PREFETCH"], validate=validate,
                             name=f"{spec.name}-consumer")
@@ -100,12 +98,8 @@ def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> 
 
 
 def run_worker(spec: ServiceSpec, settings: Settings) -> None:
-    from fleet_shared.worker import Worker
-
     logs.configure_logging(spec.name, "worker", settings["LOG_LEVEL"])
-    worker = build_worker(spec, settings)
-    assert isinstance(worker, Worker)
-    worker.run()
+    build_worker(spec, settings).run()
 
 
 def run_migrate(spec: ServiceSpec, settings: Settings) -> None:

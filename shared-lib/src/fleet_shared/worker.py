@@ -123,8 +123,13 @@ class Worker:
         return {"database": database, "broker": broker}
 
     def run(self) -> None:
+        """The process's main loop: SIGTERM or SIGINT stops it gracefully."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
+        self.serve()
+
+    def serve(self) -> None:
+        """Relay and consume until `stop` is set (callable from any thread)."""
         threads = [threading.Thread(target=self.relay.run, args=(self.stop,), name="relay")]
         if self.consumer is not None:
             threads.append(threading.Thread(target=self.consumer.run, args=(self.stop,),
