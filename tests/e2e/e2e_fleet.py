@@ -201,10 +201,12 @@ def start(broker_url: str) -> Fleet:
 
 def remove(fleet: Fleet) -> None:
     """Drop the fleet's databases; remove its run directory unless FLEET_E2E_KEEP is set."""
-    for service in SERVICES:
-        drop_database(f"{fleet.db_prefix}{service}")
-    if not os.environ.get("FLEET_E2E_KEEP"):
-        shutil.rmtree(fleet.run_dir, ignore_errors=True)
+    try:
+        for service in SERVICES:
+            drop_database(f"{fleet.db_prefix}{service}")
+    finally:
+        if not os.environ.get("FLEET_E2E_KEEP"):
+            shutil.rmtree(fleet.run_dir, ignore_errors=True)
 
 
 def stop(fleet: Fleet) -> None:

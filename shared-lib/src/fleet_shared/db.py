@@ -90,7 +90,7 @@ class IdempotencyRow(InfraBase):
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int | None] = mapped_column(Integer)
     body: Mapped[Any] = mapped_column(JSONB, nullable=True)
-    location: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)  # Location, ETag
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
 from typing import Any
 
+from gunicorn import glogging
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+from fleet_shared.logs import JsonFormatter
 
 bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -21,28 +24,30 @@ accesslog = None  # the gateway writes the access log; the app logs writes
 # absent) in the container; the fleet manages processes with signals.
 control_socket_disable = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "fleet_shared.logs.JsonFormatter",
-                            "service": os.environ.get("FLEET_SERVICE", "fleet"),
-                            "process": "gunicorn"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stdout"}},
-    "root": {"handlers": ["stdout"], "level": "INFO"},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-    },
-}
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own messages as JSON lines, like the app's. (A logconfig_dict would do the
+    same but also switch on gunicorn's access log, formatted on every request.)"""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        formatter = JsonFormatter(os.environ.get("FLEET_SERVICE", "fleet"), "gunicorn")
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter)
+
+
+logger_class = JsonLogger
 
 
 def on_starting(server: Any) -> None:
-    # Metrics files of a previous run would be summed into this one's.
+    # Metrics files of a previous run would be summed into this one's. Only prometheus_client's
+    # own files are removed: the directory may be shared (/dev/shm) with other programs.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -42,7 +42,7 @@ def park(broker_url: str, topology: Topology, count: int) -> list[str]:
 
 def drain(broker_url: str, queue: str) -> list[tuple[pika.BasicProperties, dict[str, Any]]]:
     """Every message in `queue`, removed, in order."""
-    taken = []
+    taken: list[tuple[pika.BasicProperties, dict[str, Any]]] = []
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()

@@ -34,6 +34,7 @@ def test_rabbitmq_down_names_the_command_that_starts_it(closed_port: int) -> Non
                         "rabbitmq-server -detached"]
 
 
+@pytest.mark.integration
 def test_a_missing_vhost_names_the_command_that_creates_it() -> None:
     [problem] = prereqs.check_rabbitmq("amqp://guest:guest@127.0.0.1:5672/no-such-vhost-here")
     assert "rabbitmqctl add_vhost 'no-such-vhost-here'" in problem
@@ -44,6 +45,7 @@ def test_missing_nginx_names_the_install_command() -> None:
     assert "apt-get install -y nginx" in problem
 
 
+@pytest.mark.integration
 def test_running_servers_pass() -> None:
     assert prereqs.check_postgres("postgresql://postgres@127.0.0.1:5432/postgres") == []
     assert prereqs.check_rabbitmq("amqp://guest:guest@127.0.0.1:5672/%2F") == []

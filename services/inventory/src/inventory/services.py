@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import Database, UnitOfWork
 from fleet_shared.events.envelope import Event
+from fleet_shared.http.responses import Rendered
 from fleet_shared.problems import Conflict, NotFound
 from inventory import models
 
@@ -23,52 +24,31 @@ SOURCE = "inventory"
 
 # --- reads: one round trip each, outside a transaction ------------------------------------
 
-_PRODUCT_COLUMNS = """
-    p.sku, p.name, p.description, p.reorder_point, p.created_at, p.updated_at,
-    coalesce((SELECT json_agg(json_build_object(
-                 'warehouse', s.warehouse, 'on_hand', s.on_hand, 'reserved', s.reserved,
-                 'available', s.on_hand - s.reserved) ORDER BY s.warehouse)
-              FROM stock_levels s WHERE s.sku = p.sku), '[]') AS stock
-"""
-# psycopg parameter style, so the same statement runs on the read pool and inside a unit of
-# work (`exec_driver_sql`); the totals are summed in Python from the per-warehouse rows.
-_GET_PRODUCT = f"SELECT {_PRODUCT_COLUMNS} FROM products p WHERE p.sku = %(sku)s"
+# A product's representation is kept ready by triggers (migration 0002); the ETag is its
+# digest. psycopg parameter style, so the same statements run on the read pool and inside a
+# unit of work (`exec_driver_sql`).
+_GET_PRODUCT = (
+    "SELECT representation, md5(representation) AS digest FROM products WHERE sku = %(sku)s"
+)
 _LIST_PRODUCTS = (
-    f"SELECT {_PRODUCT_COLUMNS} FROM products p "
-    "WHERE (%(after)s::text IS NULL OR p.sku > %(after)s) "
-    "AND (%(q)s::text IS NULL OR p.name ILIKE '%%' || %(q)s || '%%') "
-    "ORDER BY p.sku LIMIT %(limit)s"
+    "SELECT sku, representation FROM products "
+    "WHERE (%(after)s::text IS NULL OR sku > %(after)s) "
+    "AND (%(q)s::text IS NULL OR name ILIKE '%%' || %(q)s || '%%') "
+    "ORDER BY sku LIMIT %(limit)s"
 )
 
 
-def _product(row: Mapping[str, Any]) -> dict[str, Any]:
-    stock = row["stock"]
-    totals = {
-        key: sum(level[key] for level in stock) for key in ("on_hand", "reserved", "available")
-    }
-    return {
-        "sku": row["sku"],
-        "name": row["name"],
-        "description": row["description"],
-        "reorder_point": row["reorder_point"],
-        **totals,
-        "stock": stock,
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
-
-
-def _product_or_404(rows: Sequence[Mapping[Any, Any]], sku: str) -> dict[str, Any]:
+def _product_or_404(rows: Sequence[Mapping[Any, Any]], sku: str) -> Rendered:
     if not rows:
         raise NotFound(f"No product with sku {sku}.")
-    return _product(rows[0])
+    return Rendered.from_row(rows[0]["representation"], rows[0]["digest"])
 
 
-def get_product(db: Database, sku: str) -> dict[str, Any]:
+def get_product(db: Database, sku: str) -> Rendered:
     return _product_or_404(db.read(_GET_PRODUCT, {"sku": sku}), sku)
 
 
-def get_product_in(uow: UnitOfWork, sku: str) -> dict[str, Any]:
+def get_product_in(uow: UnitOfWork, sku: str) -> Rendered:
     """The product as this transaction sees it."""
     result = uow.session.connection().exec_driver_sql(_GET_PRODUCT, {"sku": sku})
     return _product_or_404(result.mappings().all(), sku)
@@ -76,9 +56,10 @@ def get_product_in(uow: UnitOfWork, sku: str) -> dict[str, Any]:
 
 def list_products(
     db: Database, limit: int, after: str | None, q: str | None
-) -> list[dict[str, Any]]:
+) -> list[tuple[str, str]]:
+    """(sku, representation) pairs, limit + 1 of them when a next page exists."""
     rows = db.read(_LIST_PRODUCTS, {"after": after, "q": q, "limit": limit + 1})
-    return [_product(row) for row in rows]
+    return [(row["sku"], row["representation"]) for row in rows]
 
 
 def _reservation(
@@ -136,7 +117,7 @@ def list_reservations(
 # --- products -------------------------------------------------------------------------------
 
 
-def create_product(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
+def create_product(uow: UnitOfWork, fields: dict[str, Any]) -> Rendered:
     with uow:
         inserted = uow.session.execute(
             insert(models.Product)
@@ -164,8 +145,8 @@ def update_product(
     uow: UnitOfWork,
     sku: str,
     changes: dict[str, Any],
-    precondition: Callable[[dict[str, Any]], None] = lambda current: None,
-) -> dict[str, Any]:
+    precondition: Callable[[Rendered], None] = lambda current: None,
+) -> Rendered:
     """`precondition` sees the current product under the row lock (If-Match checks it)."""
     with uow:
         product = lock_product(uow, sku)

@@ -3,48 +3,29 @@
 SIGTERM to the supervisor, which stops its children in order; after `timeout` the supervisor
 is killed. Then every process the state file names is checked, and any survivor (the
 supervisor was SIGKILLed earlier, say) gets SIGTERM and then SIGKILL, with its process group.
-A pid is only signalled while its command line still shows the command we started, so a pid
-reused by an unrelated process is left alone.
+A pid is only signalled while it still has the start time the state file recorded, so a pid
+the kernel has since given to an unrelated process is left alone.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, say
-from fleet_shared.fleetctl.state import pid_alive, read_state, run_dir_in_use, wait_gone
+from fleet_shared.fleetctl.state import is_same_process, read_state, run_dir_in_use, wait_gone
 
-SUPERVISOR_MARK = "fleetctl"
 LEFTOVER_GRACE = 10.0
 
 
-def command_line(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
-    except OSError:
-        return None
-
-
-def is_ours(pid: int | None, mark: str) -> bool:
-    """Alive and (where /proc says) still running the command we started."""
-    if not pid_alive(pid):
-        return False
-    assert pid is not None
-    cmdline = command_line(pid)
-    return cmdline is None or mark in cmdline
-
-
-def _processes(state: dict[str, Any] | None) -> dict[int, str]:
-    """pid -> the command it should be running, for every process the state names."""
-    found: dict[int, str] = {}
+def _processes(state: dict[str, Any] | None) -> dict[int, int | None]:
+    """pid -> its start time, for every process the state names as running."""
+    found: dict[int, int | None] = {}
     for process in (state or {}).get("processes", []):
         if process.get("pid"):
-            found[int(process["pid"])] = str(process.get("command") or "")
+            found[int(process["pid"])] = process.get("start_ticks")
     return found
 
 
@@ -64,7 +45,8 @@ def down(config: LocalConfig, timeout: float = 60.0) -> int:
         return 0
     children = _processes(state)
     supervisor = (state or {}).get("supervisor_pid")
-    if running and is_ours(supervisor, SUPERVISOR_MARK):
+    supervisor_ticks = (state or {}).get("supervisor_start_ticks")
+    if running and is_same_process(supervisor, supervisor_ticks):
         assert supervisor is not None
         say(f"stopping the fleet (supervisor pid {supervisor}) ...")
         os.kill(supervisor, signal.SIGTERM)
@@ -74,7 +56,7 @@ def down(config: LocalConfig, timeout: float = 60.0) -> int:
             wait_gone([supervisor], 10)
         # A child restarted while we waited has a pid the first read did not see.
         children.update(_processes(read_state(config.state_path)))
-    leftovers = [pid for pid, command in children.items() if is_ours(pid, command)]
+    leftovers = [pid for pid, ticks in children.items() if is_same_process(pid, ticks)]
     if leftovers:
         say(f"stopping processes the supervisor left behind: {leftovers}")
         for pid in leftovers:
@@ -82,8 +64,8 @@ def down(config: LocalConfig, timeout: float = 60.0) -> int:
         for pid in wait_gone(leftovers, LEFTOVER_GRACE):
             _signal_group(pid, signal.SIGKILL)
         wait_gone(leftovers, 10)
-    alive = [pid for pid, command in children.items() if is_ours(pid, command)]
-    if supervisor and is_ours(supervisor, SUPERVISOR_MARK):
+    alive = [pid for pid, ticks in children.items() if is_same_process(pid, ticks)]
+    if supervisor and is_same_process(supervisor, supervisor_ticks):
         alive.append(supervisor)
     if alive:
         raise CommandError(f"processes still alive after down: {alive}")

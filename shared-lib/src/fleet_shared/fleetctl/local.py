@@ -33,7 +33,7 @@ from typing import Any
 from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, log
 from fleet_shared.fleetctl.plan import ProcessSpec
-from fleet_shared.fleetctl.state import RunLock, write_state
+from fleet_shared.fleetctl.state import RunLock, start_ticks, write_state
 
 STATE_VERSION = 1
 TICK = 0.2
@@ -97,6 +97,7 @@ class Child:
     restart_after_stop: bool = False
     stop_deadline: float | None = None
     last_exit: str | None = None
+    start_ticks: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -125,6 +126,7 @@ class Supervisor:
         self._stop_signal: int | None = None
         self._control = False
         self._lock = RunLock(config.run_dir)
+        self._start_ticks = start_ticks(os.getpid())
 
     @property
     def children(self) -> list[Child]:
@@ -270,6 +272,7 @@ class Supervisor:
                 spec.argv, env=spec.env, stdin=subprocess.DEVNULL, stdout=log_file,
                 stderr=subprocess.STDOUT, process_group=0, preexec_fn=_die_with_parent)
         child.started_at = time.monotonic()
+        child.start_ticks = start_ticks(child.pid)
         log(f"started {spec.name} (pid {child.pid}, port {spec.port}, log {spec.log_path})")
 
     # --- restarts on request --------------------------------------------------------------
@@ -367,6 +370,7 @@ class Supervisor:
                 "pid": child.pid if child.running else None,
                 "port": spec.port, "ready_url": spec.ready_url, "ready": child.ready,
                 "restarts": child.restarts, "last_exit": child.last_exit,
+                "start_ticks": child.start_ticks if child.running else None,
                 "log": str(spec.log_path), "command": spec.argv[0],
             })
         write_state(config.state_path, {
@@ -374,6 +378,7 @@ class Supervisor:
             "status": self.status,
             "error": self.error,
             "supervisor_pid": os.getpid(),
+            "supervisor_start_ticks": self._start_ticks,
             "started_at": self.started_at,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "run_dir": str(config.run_dir),

@@ -30,7 +30,10 @@ def read_state(path: Path) -> dict[str, Any] | None:
 def write_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    # Owner-only: it holds the local database and broker URLs.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
@@ -50,6 +53,26 @@ def pid_alive(pid: int | None) -> bool:
         return True  # no /proc (macOS): the signal test is all we have
     # "pid (comm) S ...": comm may hold spaces or parentheses, the state follows the last ")".
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def start_ticks(pid: int | None) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, its identity, so a
+    pid the kernel has since given to another process is never mistaken for ours."""
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
+def is_same_process(pid: int | None, ticks: int | None) -> bool:
+    """Alive and, where /proc can tell, the very process that started at `ticks`."""
+    if not pid_alive(pid):
+        return False
+    current = start_ticks(pid)
+    return ticks is None or current is None or current == ticks
 
 
 def wait_gone(pids: list[int], timeout: float, interval: float = 0.1) -> list[int]:

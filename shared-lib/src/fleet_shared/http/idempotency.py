@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import IdempotencyRow, UnitOfWork
-from fleet_shared.http.etag import etag_of
 from fleet_shared.problems import Problem
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 Result = tuple[Any, int, dict[str, str]]
+REPLAYED_HEADERS = ("Location", "ETag")
 
 
 def request_fingerprint(body: Any) -> str:
@@ -54,15 +54,14 @@ def run_idempotent(
             if stored.request_hash != fingerprint:
                 raise Problem(422, "This Idempotency-Key was used with a different request body.",
                               type_="idempotency-key-reused")
-            headers = {"Idempotent-Replayed": "true", "ETag": etag_of(stored.body)}
-            if stored.location:
-                headers["Location"] = stored.location
+            headers = {**(stored.headers or {}), "Idempotent-Replayed": "true"}
             return stored.body, int(stored.status or 200), headers
         data, status, headers = handle()
         uow.session.execute(
             update(IdempotencyRow)
             .where(IdempotencyRow.scope == scope, IdempotencyRow.key == key)
-            .values(status=status, body=data, location=headers.get("Location"))
+            .values(status=status, body=data,
+                    headers={k: v for k, v in headers.items() if k in REPLAYED_HEADERS})
         )
         uow.commit()
         return data, status, headers

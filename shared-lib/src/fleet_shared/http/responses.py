@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, request
 
 from fleet_shared.db import Database
 from fleet_shared.http.etag import etag_of, not_modified
+from fleet_shared.http.pagination import encode_cursor
 
 _PREFIX = re.compile(r"^(/[A-Za-z0-9_-]+)*$")
 
@@ -24,8 +27,40 @@ def location(path: str) -> str:
     return (prefix if _PREFIX.match(prefix) else "") + "/v1" + path
 
 
-def created(body: dict[str, Any], path: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    return body, 201, {"Location": location(path), "ETag": etag_of(body)}
+def created(body: dict[str, Any], path: str,
+            etag: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return body, 201, {"Location": location(path), "ETag": etag or etag_of(body)}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A representation serialised ahead of time (e.g. kept by the database), with its strong
+    ETag: served as it is, with no JSON work on the request path."""
+
+    json: str
+    etag: str
+
+    @classmethod
+    def from_row(cls, json_text: str, digest: str) -> Rendered:
+        return cls(json_text, f'"{digest}"')
+
+    def data(self) -> Any:
+        return json.loads(self.json)
+
+    def response(self) -> Response:
+        """200 with the body, or 304 when the client's If-None-Match already has it."""
+        if not_modified(self.etag):
+            return Response(status=304, headers={"ETag": self.etag})
+        return Response(self.json, mimetype="application/json", headers={"ETag": self.etag})
+
+
+def rendered_page(items: list[tuple[Any, str]], limit: int) -> Response:
+    """A cursor page of pre-rendered items: (key, json) pairs fetched with limit + 1 rows."""
+    more = len(items) > limit
+    items = items[:limit]
+    cursor = json.dumps(encode_cursor(items[-1][0])) if more else "null"
+    body = '{"items":[' + ",".join(text for _, text in items) + '],"next_cursor":' + cursor + "}"
+    return Response(body, mimetype="application/json")
 
 
 def tagged(body: dict[str, Any]) -> Any:
