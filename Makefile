@@ -52,7 +52,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 typecheck: setup
-	.venv/bin/mypy shared-lib/src $(foreach s,$(SERVICES),services/$(s)/src)
+	.venv/bin/mypy shared-lib/src $(foreach s,$(SERVICES),services/$(s)/src) benchmarks
 
 ## bench: throughput figures, each against a baseline measured in the same run
 bench: setup deps-system

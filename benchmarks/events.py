@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 from typing import Any
@@ -47,11 +48,14 @@ def _writes_per_second(db: Database, with_outbox: bool, seconds: float = 4.0,
     return sum(counts) / seconds
 
 
-def outbox_writes(db: Database) -> Result:
-    _writes_per_second(db, True, seconds=1)  # warm-up
-    without = _writes_per_second(db, False)
-    with_outbox = _writes_per_second(db, True)
-    return Result("write with its outbox row vs the same write without", with_outbox, without,
+def outbox_writes(db: Database, writers: int) -> Result:
+    _writes_per_second(db, True, seconds=1, threads=writers)  # warm-up
+    rounds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(2):
+        for with_outbox in (False, True):
+            rounds[with_outbox].append(_writes_per_second(db, with_outbox, threads=writers))
+    return Result(f"write with its outbox row vs the same write without ({writers} writers)",
+                  statistics.median(rounds[True]), statistics.median(rounds[False]),
                   "writes/s", 0.9)
 
 
@@ -96,6 +100,13 @@ def _raw_async_publish(broker_url: str, exchange: str, body: bytes, count: int) 
 
 
 def relay(db: Database, broker_url: str, exchange: str) -> Result:
+    rounds = [_relay_round(db, broker_url, exchange) for _ in range(2)]
+    return Result("outbox relay vs raw pika with asynchronous confirms",
+                  statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
+                  "msg/s", 0.5)
+
+
+def _relay_round(db: Database, broker_url: str, exchange: str) -> tuple[float, float]:
     sample = Event.new(EVENT_TYPE, {"sku": "BENCH-1", "available": 1, "reorder_point": 5},
                        source="bench")
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
@@ -125,8 +136,7 @@ def relay(db: Database, broker_url: str, exchange: str) -> Result:
     thread.join()
     channel.queue_purge("bench.relay")
     connection.close()
-    return Result("outbox relay vs raw pika with asynchronous confirms", MESSAGES / elapsed, raw,
-                  "msg/s", 0.5)
+    return MESSAGES / elapsed, raw
 
 
 def _fill(channel: Any, exchange: str, count: int) -> None:
@@ -159,6 +169,15 @@ def record(uow: UnitOfWork, event: Event) -> None:
 
 
 def consumer(db: Database, broker_url: str, exchange: str) -> Result:
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_effects (n int)"))
+    rounds = [_consumer_round(db, broker_url, exchange) for _ in range(2)]
+    return Result("consumer committing its effects vs raw consume (prefetch 50)",
+                  statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
+                  "msg/s", 0.3)
+
+
+def _consumer_round(db: Database, broker_url: str, exchange: str) -> tuple[float, float]:
     count = MESSAGES // 2
     topology = Topology("bench", exchange, (EVENT_TYPE,), (1000,))
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
@@ -167,7 +186,7 @@ def consumer(db: Database, broker_url: str, exchange: str) -> Result:
     _fill(channel, exchange, count)
     raw = _raw_consume(broker_url, topology.queue, count)
     with db.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE bench_effects (n int)"))
+        conn.execute(text("TRUNCATE bench_effects"))
     _fill(channel, exchange, count)
     connection.close()
     stop = threading.Event()
@@ -183,5 +202,4 @@ def consumer(db: Database, broker_url: str, exchange: str) -> Result:
     elapsed = time.perf_counter() - started
     stop.set()
     thread.join()
-    return Result("consumer committing its effects vs raw consume (prefetch 50)",
-                  count / elapsed, raw, "msg/s", 0.3)
+    return count / elapsed, raw

@@ -17,10 +17,6 @@ from e2e_fleet import ALL_SCOPES, SERVICES, Fleet
 from fleet_shared.fleetctl.config import installed_service_names
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: the whole fleet through the gateway (slow)")
-
-
 @pytest.fixture(scope="module")
 def fleet(broker_url: str) -> Iterator[Fleet]:
     missing = [s for s in SERVICES if s not in installed_service_names()]

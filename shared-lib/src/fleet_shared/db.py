@@ -62,7 +62,7 @@ class OutboxRow(InfraBase):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID, unique=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID)  # uuid4: unique without an index
     type: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
@@ -94,27 +94,8 @@ class IdempotencyRow(InfraBase):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-OUTBOX_CHANNEL = "fleet_outbox"
-
-# Wakes the relay at commit time (NOTIFY is transactional) instead of making it poll.
-_NOTIFY_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION fleet_outbox_notify() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql
-"""
-_NOTIFY_TRIGGER = """
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-FOR EACH STATEMENT EXECUTE FUNCTION fleet_outbox_notify()
-"""
-
-
 def install_infrastructure(connection: Connection) -> None:
     InfraBase.metadata.create_all(connection)
-    connection.execute(text(_NOTIFY_FUNCTION))
-    connection.execute(text(_NOTIFY_TRIGGER))
 
 
 def create_infrastructure_tables(op: Any) -> None:
@@ -123,9 +104,10 @@ def create_infrastructure_tables(op: Any) -> None:
 
 
 def drop_infrastructure_tables(op: Any) -> None:
-    bind = op.get_bind()
-    InfraBase.metadata.drop_all(bind)
-    bind.execute(text("DROP FUNCTION IF EXISTS fleet_outbox_notify()"))
+    InfraBase.metadata.drop_all(op.get_bind())
+
+
+_INSERT_OUTBOX = "INSERT INTO outbox (event_id, type, correlation_id, body) VALUES (%s, %s, %s, %s)"
 
 
 class UnitOfWork:
@@ -164,14 +146,13 @@ class UnitOfWork:
             self.session.close()
 
     def publish(self, event: Event) -> None:
-        self.session.add(
-            OutboxRow(
-                event_id=uuid.UUID(event.id),
-                type=event.type,
-                correlation_id=event.correlation_id,
-                body=event.to_json(),
-            )
-        )
+        # Written at once, in the current transaction or savepoint (a handler's events vanish
+        # with its savepoint), on the driver connection: the ORM's flush machinery would cost
+        # more than the write itself.
+        connection = self.session.connection().connection.driver_connection
+        assert connection is not None
+        connection.execute(_INSERT_OUTBOX, (event.id, event.type, event.correlation_id,
+                                            event.to_json()))
 
     def commit(self) -> None:
         if self._depth > 1:

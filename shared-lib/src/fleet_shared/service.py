@@ -79,6 +79,7 @@ def run_api(spec: ServiceSpec, settings: Settings) -> None:
     """
     env = dict(os.environ, FLEET_SERVICE=spec.name)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix=f"{spec.name}-metrics-"))
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:fleet_shared.gunicorn_conf",
             spec.app_factory]
     os.execve(sys.executable, argv, env)
@@ -92,9 +93,9 @@ def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> 
     if spec.handlers:
         consumer = Consumer(db, spec.topology(settings), spec.handlers, settings["BROKER_URL"],
                             prefetch=settings["CONSUMER_PREFETCH"], validate=validate,
-                            name=f"{spec.name}-consumer")
+                            name=f"{spec.name}-consumer", after_commit=relay.wake)
     return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,
-                  settings["GRACEFUL_TIMEOUT"])
+                  settings["GRACEFUL_TIMEOUT"], settings["BIND_HOST"])
 
 
 def run_worker(spec: ServiceSpec, settings: Settings) -> None:

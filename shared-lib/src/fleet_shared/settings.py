@@ -121,6 +121,8 @@ def common_settings(service: str) -> tuple[Setting, ...]:
                 help="one retry per delay, then the parking queue"),
         Setting("DB_POOL_SIZE", _positive_int, default="5"),
         Setting("PORT", _port, default="8000", help="api listen port"),
+        Setting("BIND_HOST", default="0.0.0.0",
+                help="address the api and the worker's probe port listen on"),
         Setting("WEB_CONCURRENCY", _positive_int, default="2", help="gunicorn workers"),
         Setting("GUNICORN_THREADS", _positive_int, default="4", help="threads per gunicorn worker"),
         Setting("GRACEFUL_TIMEOUT", _positive_int, default="20",

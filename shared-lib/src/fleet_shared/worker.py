@@ -104,13 +104,14 @@ class Worker:
         consumer: Consumer | None,
         health_port: int | None,
         graceful_timeout: float = 20.0,
+        bind_host: str = "0.0.0.0",
     ) -> None:
         self.db = db
         self.relay = relay
         self.consumer = consumer
         self.stop = threading.Event()
         self.graceful_timeout = graceful_timeout
-        self.health = HealthServer(health_port, self.checks) if health_port else None
+        self.health = HealthServer(health_port, self.checks, bind_host) if health_port else None
 
     def checks(self) -> dict[str, bool]:
         try:

@@ -18,15 +18,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fleet_shared import logs
-from fleet_shared.db import Database, InboxRow, UnitOfWork
+from fleet_shared.db import Database, UnitOfWork
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, Topology, connection_parameters
 from fleet_shared.events.envelope import EnvelopeError, Event
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, Event], None]
 Validator = Callable[[Event], None]
+
+# One statement whatever the batch size, so the server prepares it once.
+_RECORD = ("INSERT INTO inbox (event_id, type) SELECT * FROM unnest(%s::uuid[], %s::text[]) "
+           "ON CONFLICT DO NOTHING RETURNING event_id")
 
 ATTEMPT_HEADER = "x-fleet-attempt"
 REASON_HEADER = "x-fleet-parked-reason"
@@ -59,7 +63,7 @@ class Delivery:
         headers = self.properties.headers or {}
         return int(headers.get(ATTEMPT_HEADER, 1))
 
-    @property
+    @cached_property
     def event_id(self) -> uuid.UUID:
         assert self.event is not None
         return uuid.UUID(self.event.id)
@@ -80,6 +84,7 @@ class Consumer:
         prefetch: int = 50,
         validate: Validator | None = None,
         name: str = "consumer",
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         missing = set(topology.event_types) - set(handlers)
         if missing:
@@ -89,8 +94,10 @@ class Consumer:
         self.handlers = dict(handlers)
         self.broker_url = broker_url
         self.prefetch = prefetch
+        self.batch_size = max(1, prefetch // 2)
         self.validate = validate
         self.name = name
+        self.after_commit = after_commit  # e.g. wake the relay: handlers may have written events
         self.connected = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -124,14 +131,16 @@ class Consumer:
             self.connected.set()
             last_depth = 0.0
             while not stop.is_set():
-                connection.process_data_events(time_limit=0.5)
+                connection.process_data_events(time_limit=0 if batch else 0.5)
                 size = 0
-                while size != len(batch) < self.prefetch:  # take whatever else has arrived
+                # Half the prefetch at a time: the broker streams the other half meanwhile.
+                while size != len(batch) < self.batch_size:  # take whatever else has arrived
                     size = len(batch)
                     connection.process_data_events(time_limit=0)
                 if batch:
-                    self._handle_batch(connection, channel, batch, stop)
-                    batch.clear()
+                    current = batch[:self.batch_size]
+                    del batch[:self.batch_size]
+                    self._handle_batch(connection, channel, current, stop)
                 if time.monotonic() - last_depth > QUEUE_DEPTH_INTERVAL:
                     last_depth = time.monotonic()
                     depth = channel.queue_declare(self.topology.queue, passive=True)
@@ -169,6 +178,8 @@ class Consumer:
                 if stop.is_set():
                     return  # unacked: the broker requeues the batch when the channel closes
                 connection.sleep(delay)
+        if self.after_commit is not None:
+            self.after_commit()
         for delivery in batch:
             self._settle(channel, delivery)
         channel.basic_ack(batch[-1].tag, multiple=True)
@@ -224,13 +235,11 @@ class Consumer:
     def _record(uow: UnitOfWork, deliveries: list[Delivery]) -> set[uuid.UUID]:
         """Write the deliveries' ids to the inbox in one statement; return the ids that were
         new. An id already there was applied before: its delivery is a duplicate."""
-        inserted = uow.session.execute(
-            pg_insert(InboxRow)
-            .values([{"event_id": d.event_id, "type": d.type} for d in deliveries])
-            .on_conflict_do_nothing()
-            .returning(InboxRow.event_id)
-        )
-        return set(inserted.scalars())
+        connection = uow.session.connection().connection.driver_connection
+        assert connection is not None
+        inserted = connection.execute(_RECORD, ([d.event_id for d in deliveries],
+                                                [d.type for d in deliveries]))
+        return {row[0] for row in inserted}
 
     def _run_handler(self, uow: UnitOfWork, delivery: Delivery) -> None:
         event = delivery.event
@@ -252,6 +261,10 @@ class Consumer:
         """Copy a failed delivery to its retry or parking queue (confirmed) before the ack."""
         if delivery.outcome in ("applied", "duplicate"):
             metrics.CONSUMED.labels(delivery.type, delivery.outcome).inc()
+            event = delivery.event
+            assert event is not None
+            with logs.log_context(event_id=event.id, correlation_id=event.correlation_id):
+                log.info("event %s", delivery.outcome, extra={"type": event.type})
             return
         headers = dict(delivery.properties.headers or {})
         if delivery.outcome == "retry":

@@ -4,8 +4,13 @@ A batch of unsent rows is claimed with ``FOR UPDATE SKIP LOCKED`` (so several re
 once), published on a channel in confirm mode without waiting message by message, and marked
 sent in the same transaction only once the broker has acked them. A crash anywhere before that
 commit leaves the rows unsent: they are published again, and the consumers' inbox absorbs the
-duplicate. PostgreSQL ``NOTIFY`` (fired by a trigger on the outbox) wakes the relay at commit
-time, so an idle relay costs nothing and a busy one never sleeps.
+duplicate.
+
+A busy relay claims its next batch as soon as the last one is confirmed; an idle one polls every
+`poll_interval` (a cheap query on a partial index), and `wake()` lets the consumer in the same
+process hand over the events its handlers just wrote at once. PostgreSQL ``NOTIFY`` would wake
+it too, but a notifying transaction takes a database-wide lock at commit, which serialises every
+writer of the service behind one fsync.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pika.spec import Basic
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from fleet_shared.db import OUTBOX_CHANNEL, Database
+from fleet_shared.db import Database
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, connection_parameters
 
@@ -50,8 +55,8 @@ class OutboxRelay:
         exchange: str,
         *,
         name: str = "relay",
-        batch_size: int = 500,
-        idle_poll: float = 2.0,
+        batch_size: int = 1000,
+        poll_interval: float = 0.02,
         backlog_interval: float = 5.0,
     ) -> None:
         self.db = db
@@ -59,16 +64,27 @@ class OutboxRelay:
         self.exchange = exchange
         self.name = name
         self.batch_size = batch_size
-        self.idle_poll = idle_poll
+        self.poll_interval = poll_interval
         self.backlog_interval = backlog_interval
         self.connected = threading.Event()
+        self._session: _RelaySession | None = None
+
+    def wake(self) -> None:
+        """Look for new outbox rows now (thread-safe; a no-op while disconnected)."""
+        session = self._session
+        if session is not None and self.connected.is_set():
+            try:
+                session.connection.ioloop.add_callback_threadsafe(session.schedule_pump)
+            except (RuntimeError, OSError):
+                pass  # the session is closing: the next one starts by pumping anyway
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, reconnecting with back-off after any outage."""
         backoff = Backoff()
         while not stop.is_set():
             try:
-                _RelaySession(self, stop).run()
+                self._session = _RelaySession(self, stop)
+                self._session.run()
                 backoff.reset()
             except RELAY_ERRORS as exc:
                 self.connected.clear()
@@ -87,7 +103,6 @@ class _RelaySession:
         self.stop = stop
         self.error: BaseException | None = None
         self.channel: Any = None
-        self.listener: psycopg.Connection[Any] | None = None
         self.tx_conn: Connection | None = None
         self.outstanding: dict[int, tuple[int, str]] = {}  # delivery tag -> (row id, type)
         self.acked: list[tuple[int, str]] = []
@@ -95,7 +110,6 @@ class _RelaySession:
         self.next_tag = 1
         self.pump_scheduled = False
         self.last_backlog = 0.0
-        self.last_pump = 0.0
         self.closing = False
         params = connection_parameters(relay.broker_url, relay.name)
         self.connection = pika.SelectConnection(
@@ -112,8 +126,6 @@ class _RelaySession:
             self.connection.ioloop.start()
         finally:
             self._rollback()
-            if self.listener is not None:
-                self.listener.close()
             self.connection.ioloop.close()
         if self.error is not None:
             raise self.error
@@ -156,44 +168,29 @@ class _RelaySession:
             self._fail(reason if isinstance(reason, Exception) else ConnectionError(str(reason)))
 
     def _on_confirm_mode(self, _frame: Any) -> None:
-        self.listener = psycopg.connect(self.relay.db.dsn, autocommit=True)
-        self.listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
-        self.connection.ioloop.add_handler(
-            self.listener.fileno(), self._on_notify, self.connection.ioloop.READ)
         self.relay.connected.set()
         self._tick()
-        self._schedule_pump()
 
     # --- the work --------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        """Periodic: notice a stop request, and poll in case a notification was missed."""
+        """Periodic: notice a stop request, else poll for rows written since the last look."""
         if self.stop.is_set():
             if not self.outstanding:
                 self._close()
-                return
-        elif time.monotonic() - self.last_pump >= self.relay.idle_poll:
-            self._schedule_pump()
-        self.connection.ioloop.call_later(min(0.2, self.relay.idle_poll), self._tick)
-
-    def _on_notify(self, _fd: int, _events: int) -> None:
-        assert self.listener is not None
-        try:
-            for _ in self.listener.notifies(timeout=0):
-                pass
-        except psycopg.Error as exc:
-            self._fail(exc)
+            else:
+                self.connection.ioloop.call_later(self.relay.poll_interval, self._tick)
             return
-        self._schedule_pump()
+        self.schedule_pump()
+        self.connection.ioloop.call_later(self.relay.poll_interval, self._tick)
 
-    def _schedule_pump(self) -> None:
-        if not self.pump_scheduled and not self.outstanding:
+    def schedule_pump(self) -> None:
+        if not self.pump_scheduled and not self.outstanding and not self.closing:
             self.pump_scheduled = True
             self.connection.ioloop.call_later(0, self._pump)
 
     def _pump(self) -> None:
         self.pump_scheduled = False
-        self.last_pump = time.monotonic()
         if self.closing or self.outstanding or self.stop.is_set():
             return
         try:
@@ -260,7 +257,7 @@ class _RelaySession:
                         extra={"count": self.nacked})
         self.acked = []
         self.nacked = 0
-        self._schedule_pump()
+        self.schedule_pump()  # more may be waiting: don't wait for the next tick
 
     def _rollback(self) -> None:
         if self.tx_conn is not None:

@@ -1,0 +1,199 @@
+"""Issue-level figures of the whole fleet: the gateway's cost, the gunicorn worker class, and
+the saga's latency at half the rate the fleet sustains. The fleet is started the way
+`make run` starts it (`fleetctl up --foreground`) on ports, databases and a vhost of its own."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from benchmarks.harness import Result, gunicorn, wrk
+from fleet_shared.http.auth import mint_token
+from fleet_shared.testing import BROKER_HOST, PG_ADMIN_URL, drop_database, rabbitmqctl
+
+FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
+SERVICES = ("inventory", "shipping", "support")
+SCOPES = " ".join(f"{s}:{a}" for s in SERVICES for a in ("read", "write"))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    gateway: str
+    base: int
+    headers: dict[str, str]
+
+    def api(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.base + 10 * (SERVICES.index(service) + 1) + 1}"
+
+
+@contextmanager
+def fleet(extra_env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    run = f"fleet_bench_{os.getpid()}_{secrets.token_hex(2)}"
+    run_dir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    run_dir.chmod(0o755)
+    base = random.randrange(20000, 60000, 100)
+    secret = secrets.token_hex(24)
+    rabbitmqctl("add_vhost", run)
+    rabbitmqctl("set_permissions", "-p", run, BROKER_HOST.split(":")[0], ".*", ".*", ".*")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "DATABASE_URL"))}
+    env.update({
+        "FLEET_RUN_DIR": str(run_dir), "FLEET_PORT_BASE": str(base),
+        "FLEET_GATEWAY_PORT": str(base + 80), "FLEET_GATEWAY_RATE": "100000r/s",
+        "FLEET_GATEWAY_BURST": "100000", "FLEET_DB_PREFIX": f"{run}_",
+        "FLEET_PG_ADMIN_URL": PG_ADMIN_URL, "FLEET_JWT_SECRET": secret,
+        "FLEET_BROKER_URL": f"amqp://{BROKER_HOST}/{quote(run, safe='')}",
+        "FLEET_API_REPLICAS": "1", "LOG_LEVEL": "WARNING", **(extra_env or {}),
+    })
+    log = open(run_dir / "up.log", "wb")  # noqa: SIM115 - closed below
+    supervisor = subprocess.Popen([FLEETCTL, "up", "--foreground"], env=env,
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while subprocess.run([FLEETCTL, "status"], env=env, capture_output=True).returncode:
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((run_dir / "up.log").read_text()[-2000:])
+            time.sleep(1)
+        token = mint_token(secret, "bench", SCOPES, 3600)
+        yield Fleet(f"http://127.0.0.1:{base + 80}", base, {"Authorization": f"Bearer {token}"})
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(120)
+        log.close()
+        for service in SERVICES:
+            drop_database(f"{run}_{service}")
+        rabbitmqctl("delete_vhost", run)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _stock(fleet: Fleet, sku: str, quantity: int) -> None:
+    session = requests.Session()
+    session.post(f"{fleet.gateway}/inventory/v1/products", headers=fleet.headers, timeout=10,
+                 json={"sku": sku, "name": sku})
+    session.post(f"{fleet.gateway}/inventory/v1/products/{sku}/adjustments", timeout=10,
+                 headers=fleet.headers,
+                 json={"warehouse": "ams-1", "delta": quantity, "reason": "bench"})
+
+
+def gateway_overhead(fleet: Fleet) -> Result:
+    _stock(fleet, "BENCH-1", 100)
+    url = "/v1/products/BENCH-1"
+    rounds: dict[str, list[float]] = {"gateway": [], "direct": []}
+    for _ in range(3):
+        rounds["gateway"].append(wrk(f"{fleet.gateway}/inventory{url}", fleet.headers, 5)[0])
+        rounds["direct"].append(wrk(f"{fleet.api('inventory')}{url}", fleet.headers, 5)[0])
+    return Result("GET a product through the gateway vs direct to the api",
+                  statistics.median(rounds["gateway"]), statistics.median(rounds["direct"]),
+                  "req/s", 0.95)
+
+
+def _shipment(sku: str) -> dict[str, Any]:
+    return {"order_reference": f"B-{secrets.token_hex(4)}",
+            "customer": {"name": "Bench", "email": "bench@example.com"},
+            "address": {"line1": "Main 1", "city": "Town", "postal_code": "1000",
+                        "country": "NL"},
+            "items": [{"sku": sku, "quantity": 1}]}
+
+
+def _post_shipments(fleet: Fleet, sku: str, count: int, rate: float | None,
+                    clients: int = 8) -> list[str]:
+    """POST `count` shipments, at `rate` per second or as fast as `clients` can."""
+    local = threading.local()
+    started = time.perf_counter()
+
+    def post(index: int) -> str:
+        if rate:
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        response = session.post(f"{fleet.gateway}/shipping/v1/shipments", json=_shipment(sku),
+                                headers=fleet.headers, timeout=30)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(post, range(count)))
+
+
+def _settled(fleet: Fleet, ids: list[str]) -> list[dict[str, Any]]:
+    session = requests.Session()
+    deadline = time.monotonic() + 120
+    shipments: list[dict[str, Any]] = []
+    pending = list(ids)
+    while pending:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pending)} shipments never settled")
+        still: list[str] = []
+        for shipment_id in pending:
+            body = session.get(f"{fleet.gateway}/shipping/v1/shipments/{shipment_id}",
+                               headers=fleet.headers, timeout=10).json()
+            if body["status"] == "pending":
+                still.append(shipment_id)
+            else:
+                shipments.append(body)
+        pending = still
+        time.sleep(0.2 if pending else 0)
+    return shipments
+
+
+def _latency_ms(shipment: dict[str, Any]) -> float:
+    at = {step["status"]: datetime.fromisoformat(step["at"]) for step in shipment["history"]}
+    settled = at.get("ready") or at["backordered"]
+    return (settled - at["pending"]).total_seconds() * 1000
+
+
+def saga_latency(fleet: Fleet) -> list[str]:
+    _stock(fleet, "SAGA-1", 1_000_000)
+    started = time.perf_counter()
+    ids = _post_shipments(fleet, "SAGA-1", 600, rate=None)
+    _settled(fleet, ids)
+    peak = len(ids) / (time.perf_counter() - started)
+    half = peak / 2
+    ids = _post_shipments(fleet, "SAGA-1", int(half * 15), rate=half)
+    latencies = sorted(_latency_ms(s) for s in _settled(fleet, ids))
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    verdict = "ok" if p99 < 100 else "ABOVE TARGET"
+    return [f"saga peak (POST shipment -> settled, zero errors): {peak:.0f} shipments/s",
+            f"saga latency POST -> ready at half peak ({half:.0f}/s, {len(ids)} shipments):"
+            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 100 ms) {verdict}"]
+
+
+WORKER_CLASSES = {
+    "sync (4 workers)": {"WEB_CONCURRENCY": "4", "GUNICORN_THREADS": "1"},
+    "gthread (2 workers x 4 threads)": {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"},
+    "gthread (2 workers x 2 threads)": {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2"},
+}
+
+
+def worker_classes(env: dict[str, str]) -> list[str]:
+    """Throughput and p99 of the product read path under each gunicorn worker setup."""
+    headers = {"Authorization": f"Bearer {mint_token(env['JWT_SECRET'], 'b', SCOPES, 600)}"}
+    lines = []
+    for name, extra in WORKER_CLASSES.items():
+        with gunicorn("inventory.app:create_app()", {**env, **extra}) as base:
+            requests.post(f"{base}/v1/products", json={"sku": "WC-1", "name": "x"},
+                          headers=headers, timeout=5)
+            rps, p99 = wrk(f"{base}/v1/products/WC-1", headers, 5)
+        lines.append(f"worker class {name:<34} {rps:8.0f} req/s  p99 {p99:6.1f} ms")
+    return lines
