@@ -17,7 +17,7 @@ from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay
-from inventory import services
+from inventory.services import create_product
 
 EVENT_TYPE = "bench.thing.happened"
 _SKUS = itertools.count()
@@ -33,7 +33,7 @@ def _writes_per_second(db: Database, with_outbox: bool, seconds: float = 4.0,
         while time.monotonic() < deadline:
             sku = f"W{next(_SKUS)}"
             with db.unit_of_work() as uow:
-                services.create_product(uow, {"sku": sku, "name": sku})
+                create_product(uow, {"sku": sku, "name": sku})
                 if with_outbox:
                     uow.publish(Event.new("inventory.product.created", {"sku": sku},
                                           source="inventory"))

@@ -7,6 +7,7 @@ Loaded by the repository's root conftest (``pytest_plugins``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import subprocess
@@ -112,3 +113,63 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def public_tables(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        return {row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def service_fixtures(service: str) -> tuple[Any, ...]:
+    """The fixtures every service's tests share, bound in its conftest:
+
+        database_url, settings_env, app, db, client, auth = service_fixtures("inventory")
+
+    `database_url` is migrated once per session and emptied after each test that used `app`.
+    """
+    from flask import Flask
+    from flask.testing import FlaskClient
+
+    from fleet_shared import migrations
+    from fleet_shared.db import Database
+
+    @pytest.fixture(scope="session")
+    def database_url(make_database: Callable[[str], str]) -> str:
+        url = make_database(service)
+        migrations.upgrade(service, url)
+        return url
+
+    @pytest.fixture()
+    def settings_env(database_url: str) -> dict[str, str]:
+        return {
+            "FLEET_ENV": "production",
+            "DATABASE_URL": database_url,
+            "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+            "JWT_SECRET": JWT_SECRET,
+            "EVENT_RETRY_DELAYS_MS": "100,200",
+        }
+
+    @pytest.fixture()
+    def app(settings_env: dict[str, str], database_url: str) -> Iterator[Flask]:
+        create_app = importlib.import_module(f"{service}.app").create_app
+        flask_app: Flask = create_app(settings_env)
+        yield flask_app
+        flask_app.extensions["fleet"].db.dispose()
+        truncate_all(database_url)
+
+    @pytest.fixture()
+    def db(app: Flask) -> Database:
+        database: Database = app.extensions["fleet"].db
+        return database
+
+    @pytest.fixture()
+    def client(app: Flask) -> FlaskClient:
+        return app.test_client()
+
+    @pytest.fixture()
+    def auth() -> dict[str, str]:
+        """Headers of a client allowed to read and write the service."""
+        return {"Authorization": f"Bearer {token(f'{service}:read {service}:write')}"}
+
+    return database_url, settings_env, app, db, client, auth

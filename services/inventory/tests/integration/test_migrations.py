@@ -2,18 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 
 from fleet_shared import migrations
+from fleet_shared.testing import public_tables as tables
 
 pytestmark = pytest.mark.integration
-
-
-def tables(url: str) -> set[str]:
-    with psycopg.connect(url) as conn:
-        return {row[0] for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
 def test_migrations_upgrade_from_empty_and_downgrade_back(make_database: Any) -> None:

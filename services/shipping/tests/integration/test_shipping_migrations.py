@@ -11,20 +11,13 @@ from alembic.migration import MigrationContext
 
 from fleet_shared import migrations
 from fleet_shared.db import InfraBase, engine_url
+from fleet_shared.testing import public_tables as tables
 from shipping import models
 
 pytestmark = pytest.mark.integration
 
 TABLES = {"shipments", "shipment_items", "shipment_history", "outbox", "inbox",
           "idempotency_keys"}
-
-
-def tables(url: str) -> set[str]:
-    engine = sa.create_engine(engine_url(url), poolclass=sa.pool.NullPool)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_from_empty_and_downgrade_back(make_database: Callable[[str], str]) -> None:

@@ -36,6 +36,8 @@ _CLAIM = text(
     "SELECT id, event_id, type, correlation_id, body FROM outbox WHERE sent_at IS NULL "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# The idle poll: one prepared round trip on the autocommit read pool, no transaction.
+_ANY_UNSENT = "SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
 _MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
 _BACKLOG = text(
     "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
@@ -56,7 +58,7 @@ class OutboxRelay:
         *,
         name: str = "relay",
         batch_size: int = 1000,
-        poll_interval: float = 0.02,
+        poll_interval: float = 0.01,
         backlog_interval: float = 5.0,
     ) -> None:
         self.db = db
@@ -195,6 +197,8 @@ class _RelaySession:
             return
         try:
             self._report_backlog()
+            if not self.relay.db.read(_ANY_UNSENT):
+                return
             self.tx_conn = self.relay.db.engine.connect()
             rows = self.tx_conn.execute(_CLAIM, {"limit": self.relay.batch_size}).all()
         except (DBAPIError, psycopg.Error) as exc:
