@@ -116,6 +116,10 @@ def fleet(database_urls: dict[str, str], broker_url: str, exchange: str) -> Iter
     yield Fleet(clients, dbs)
     for stop in stop_all:
         stop()
+    for name, db in dbs.items():  # the code publishes exactly what its service declares
+        published = {(row["body"]["type"], row["body"]["version"])
+                     for row in db.read("SELECT body::json AS body FROM outbox")}
+        assert published <= set(SPECS[name][0].publishes.items()), (name, published)
     for name, db in dbs.items():
         db.dispose()
         truncate_all(database_urls[name])

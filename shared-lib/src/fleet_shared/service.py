@@ -37,7 +37,15 @@ class ServiceSpec:
     name: str
     title: str
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    # The event types this service publishes, each with the version it publishes: the contract
+    # tests check these against the schemas, the consumers and what the code really writes.
+    publishes: Mapping[str, int] = field(default_factory=dict)
+    # The versions each handler understands (1 where not said).
+    accepts: Mapping[str, frozenset[int]] = field(default_factory=dict)
     extra_settings: tuple[Setting, ...] = ()
+
+    def accepted_versions(self, event_type: str) -> frozenset[int]:
+        return self.accepts.get(event_type, frozenset({1}))
 
     @property
     def settings(self) -> tuple[Setting, ...]:
@@ -93,7 +101,8 @@ def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> 
     if spec.handlers:
         consumer = Consumer(db, spec.topology(settings), spec.handlers, settings["BROKER_URL"],
                             prefetch=settings["CONSUMER_PREFETCH"], validate=validate,
-                            name=f"{spec.name}-consumer", after_commit=relay.wake)
+                            name=f"{spec.name}-consumer", after_commit=relay.wake,
+                            accepts=spec.accepted_versions)
     return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,
                   settings["GRACEFUL_TIMEOUT"], settings["BIND_HOST"])
 

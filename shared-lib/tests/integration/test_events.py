@@ -226,3 +226,14 @@ def test_events_carry_the_correlation_id_of_the_request(db: Database) -> None:
         [event] = write_events(db, [1])
     assert event.correlation_id == "req-123"
     assert uuid.UUID(event.id)
+
+
+def test_an_event_version_no_handler_accepts_is_parked(
+    db: Database, topology: Topology, broker_url: str
+) -> None:
+    declare(topology, broker_url)
+    newer = Event(type=EVENT_TYPE, data={"value": 9}, source="test", version=2)
+    publish_raw(broker_url, topology.exchange, newer.to_json())
+    with running(make_consumer(db, topology, broker_url).run):
+        wait_for(lambda: queue_depth(broker_url, topology.parking_queue) == 1)
+    assert effects(db) == []

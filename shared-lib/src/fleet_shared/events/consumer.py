@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -85,6 +85,7 @@ class Consumer:
         validate: Validator | None = None,
         name: str = "consumer",
         after_commit: Callable[[], None] | None = None,
+        accepts: Callable[[str], Collection[int]] = lambda _type: (1,),
     ) -> None:
         missing = set(topology.event_types) - set(handlers)
         if missing:
@@ -98,6 +99,7 @@ class Consumer:
         self.validate = validate
         self.name = name
         self.after_commit = after_commit  # e.g. wake the relay: handlers may have written events
+        self.accepts = accepts
         self.connected = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -189,6 +191,9 @@ class Consumer:
             delivery.event = Event.from_json(delivery.body)
             if delivery.event.type not in self.handlers:
                 raise PoisonEvent(f"no handler for event type {delivery.event.type}")
+            if delivery.event.version not in self.accepts(delivery.event.type):
+                raise PoisonEvent(f"no handler for {delivery.event.type} "
+                                  f"v{delivery.event.version}")
             if self.validate is not None:
                 self.validate(delivery.event)
         except (EnvelopeError, PoisonEvent) as exc:

@@ -1,0 +1,50 @@
+"""Every event a service consumes is published by some service, in a version it accepts, and
+every published (type, version) has its JSON Schema. The saga test checks the other half: that
+the services really publish what they declare (tests/integration/test_saga.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet_shared.contracts import contracts
+from fleet_shared.service import ServiceSpec, installed_services
+
+SERVICES = installed_services()
+PUBLISHED = {(event_type, version): name for name, spec in SERVICES.items()
+             for event_type, version in spec.publishes.items()}
+
+
+def consumed() -> list[tuple[str, str]]:
+    return [(name, event_type) for name, spec in SERVICES.items() for event_type in spec.handlers]
+
+
+def test_all_three_services_are_installed() -> None:
+    assert set(SERVICES) == {"inventory", "shipping", "support"}
+
+
+def test_every_published_event_has_a_contract() -> None:
+    assert set(PUBLISHED) <= set(contracts())
+
+
+def test_every_contract_belongs_to_a_publisher() -> None:
+    assert set(contracts()) <= set(PUBLISHED)
+
+
+def test_a_type_has_one_publisher() -> None:
+    publishers: dict[str, set[str]] = {}
+    for (event_type, _version), name in PUBLISHED.items():
+        publishers.setdefault(event_type, set()).add(name)
+    assert all(len(names) == 1 for names in publishers.values()), publishers
+
+
+@pytest.mark.parametrize(("consumer", "event_type"), consumed())
+def test_every_consumed_event_is_published_in_a_version_the_consumer_accepts(
+    consumer: str, event_type: str
+) -> None:
+    spec: ServiceSpec = SERVICES[consumer]
+    versions = {version for (published, version) in PUBLISHED if published == event_type}
+    assert versions, f"{consumer} consumes {event_type}, which no service publishes"
+    assert versions <= spec.accepted_versions(event_type), (
+        f"{event_type} is published as v{sorted(versions)}; {consumer} accepts "
+        f"v{sorted(spec.accepted_versions(event_type))}")
+    assert all((event_type, version) in contracts() for version in versions)
