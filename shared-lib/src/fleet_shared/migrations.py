@@ -5,10 +5,17 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from fleet_shared.db import engine_url
+
+
+def timestamp_column(name: str) -> sa.Column:  # type: ignore[type-arg]
+    """`created_at`-style column for migrations: timestamptz, not null, defaulting to now()."""
+    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(),
+                     nullable=False)
 
 
 def migrations_dir(package: str) -> Path:

@@ -12,16 +12,13 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
 from fleet_shared.db import create_infrastructure_tables, drop_infrastructure_tables
+from fleet_shared.migrations import timestamp_column
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-
-def _timestamp(name: str) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(),
-                     nullable=False)
 
 
 def upgrade() -> None:
@@ -33,8 +30,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("description", sa.Text),
         sa.Column("reorder_point", sa.Integer),
-        _timestamp("created_at"),
-        _timestamp("updated_at"),
+        timestamp_column("created_at"),
+        timestamp_column("updated_at"),
     )
     op.create_index("products_name_lower", "products", [sa.text("lower(name)")])
     op.create_table(
@@ -55,7 +52,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(500), nullable=False),
         sa.Column("on_hand", sa.Integer, nullable=False),
         sa.Column("reserved", sa.Integer, nullable=False),
-        _timestamp("created_at"),
+        timestamp_column("created_at"),
     )
     op.create_table(
         "reservations",
@@ -63,8 +60,8 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
         sa.Column("reference", sa.String(100), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        _timestamp("created_at"),
-        _timestamp("updated_at"),
+        timestamp_column("created_at"),
+        timestamp_column("updated_at"),
     )
     op.create_index("reservations_reference", "reservations", ["reference"])
     op.create_index("reservations_one_active", "reservations", ["reference"], unique=True,
@@ -79,7 +76,7 @@ def upgrade() -> None:
     op.create_table(
         "cancelled_references",
         sa.Column("reference", sa.String(100), primary_key=True),
-        _timestamp("created_at"),
+        timestamp_column("created_at"),
     )
 
 

@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from fleet_shared.db import create_infrastructure_tables, drop_infrastructure_tables
+from fleet_shared.migrations import timestamp_column
 
 revision = "0001"
 down_revision = None
@@ -22,10 +23,6 @@ depends_on = None
 _STATUS_CHECK = ("status IN ('pending', 'ready', 'backordered', 'dispatched', 'delivered', "
                  "'failed', 'cancelled')")
 
-
-def _timestamp(name: str) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(),
-                     nullable=False)
 
 
 def upgrade() -> None:
@@ -47,8 +44,8 @@ def upgrade() -> None:
         sa.Column("tracking_number", sa.String(100)),
         sa.Column("reservation_id", UUID),
         sa.Column("shortages", JSONB, nullable=False, server_default="[]"),
-        _timestamp("created_at"),
-        _timestamp("updated_at"),
+        timestamp_column("created_at"),
+        timestamp_column("updated_at"),
         sa.CheckConstraint(_STATUS_CHECK, name="shipments_status_known"),
     )
     op.create_index("shipments_status_seq", "shipments", ["status", "seq"])
@@ -70,7 +67,7 @@ def upgrade() -> None:
                   nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("note", sa.Text),
-        _timestamp("at"),
+        timestamp_column("at"),
         sa.CheckConstraint(_STATUS_CHECK, name="shipment_history_status_known"),
     )
     op.create_index("shipment_history_shipment", "shipment_history", ["shipment_id", "id"])

@@ -12,16 +12,13 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
 from fleet_shared.db import create_infrastructure_tables, drop_infrastructure_tables
+from fleet_shared.migrations import timestamp_column
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-
-def _timestamp(name: str) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(),
-                     nullable=False)
 
 
 def upgrade() -> None:
@@ -39,8 +36,8 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("reason", sa.String(32)),
         sa.Column("assignee", sa.String(200)),
-        _timestamp("created_at"),
-        _timestamp("updated_at"),
+        timestamp_column("created_at"),
+        timestamp_column("updated_at"),
         sa.CheckConstraint("status IN ('open', 'pending', 'resolved', 'closed')",
                            name="tickets_status_known"),
         sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')",
@@ -64,7 +61,7 @@ def upgrade() -> None:
                   nullable=False),
         sa.Column("author", sa.String(200), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
-        _timestamp("created_at"),
+        timestamp_column("created_at"),
     )
     op.create_index("comments_ticket_seq", "comments", ["ticket_id", "seq"])
     op.create_table(
@@ -74,7 +71,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("customer_email", sa.Text),
-        _timestamp("updated_at"),
+        timestamp_column("updated_at"),
     )
 
 
