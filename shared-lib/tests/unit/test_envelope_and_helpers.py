@@ -81,3 +81,13 @@ def test_topology_names_its_queues() -> None:
     assert list(topo.all_queues()) == ["inventory.events", "inventory.events.retry.100ms",
                                        "inventory.events.retry.1000ms", "inventory.events.parked"]
     assert topo.max_attempts == 3
+
+
+def test_a_database_outage_is_503_with_retry_after() -> None:
+    import psycopg
+
+    from fleet_shared.http.resources import problem_for
+
+    problem = problem_for(psycopg.OperationalError("connection refused"))
+    assert problem.status == 503
+    assert problem.headers["Retry-After"] == "1"

@@ -258,3 +258,20 @@ def test_the_openapi_document_is_valid_and_complete(client: FlaskClient) -> None
     create_op = document["paths"]["/v1/products"]["post"]
     assert {"201", "401", "403", "409", "415", "422"} <= set(create_op["responses"])
     assert document["components"]["schemas"]["ProductCreate"]["properties"]["sku"]["pattern"]
+
+
+def test_a_database_outage_answers_503_not_a_stack_trace(settings_env: dict[str, str]) -> None:
+    from inventory.app import create_app
+
+    down = create_app({**settings_env, "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/none"})
+    try:
+        client = down.test_client()
+        response = client.get("/v1/products/ABC-1",
+                              headers={"Authorization": f"Bearer {token('inventory:read')}"})
+        assert response.status_code == 503
+        assert response.mimetype == "application/problem+json"
+        assert response.headers["Retry-After"] == "1"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/livez").status_code == 200
+    finally:
+        down.extensions["fleet"].db.dispose()

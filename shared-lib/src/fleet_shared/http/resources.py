@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import flask_restful
+import psycopg
 from flask import Response, current_app, g, request
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from fleet_shared.http.idempotency import run_idempotent
@@ -22,6 +24,8 @@ from fleet_shared.http.validation import parse_body, parse_query
 from fleet_shared.problems import Problem
 
 log = logging.getLogger(__name__)
+# A lost or refused database connection is the dependency's outage, not the request's fault.
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, psycopg.OperationalError)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,10 @@ def problem_for(error: BaseException) -> Problem:
         if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
             problem.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return problem
+    if isinstance(error, DATABASE_DOWN):
+        log.warning("database unavailable", extra={"error": repr(error)})
+        return Problem(503, "The database is unavailable; try again shortly.",
+                       headers={"Retry-After": "1"})
     log.error("unhandled error", exc_info=error)
     return Problem(500, "An unexpected error occurred; it has been logged.")
 
