@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
-from prometheus_client import CollectorRegistry
-from prometheus_flask_exporter import PrometheusMetrics
-from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
 from fleet_shared import logs
 from fleet_shared.db import Database
 from fleet_shared.http.auth import TokenVerifier
+from fleet_shared.http.metrics import install_metrics
 from fleet_shared.http.openapi import build_openapi
 from fleet_shared.http.resources import ProblemApi, problem_for
 from fleet_shared.problems import Problem
@@ -71,7 +69,7 @@ def create_service_app(
 
     app.register_blueprint(blueprint)
     if settings["METRICS_ENABLED"]:
-        _install_metrics(app)
+        install_metrics(app)
     return app
 
 
@@ -128,20 +126,6 @@ def _install_health(app: Flask, fleet: Fleet) -> None:
             log.warning("not ready", extra={"error": repr(exc)})
             return {"status": "unavailable", "checks": {"database": "down"}}, 503
         return {"status": "ok", "checks": {"database": "up"}}
-
-
-def _install_metrics(app: Flask) -> None:
-    """Requests and latency by route; gunicorn workers share them through files when
-    PROMETHEUS_MULTIPROC_DIR is set (the api entry point always sets it)."""
-    options: dict[str, Any] = {
-        "group_by": "url_rule",
-        "default_labels": {"service": app.name},
-        "excluded_paths": ["/livez", "/readyz", "/metrics"],
-    }
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        GunicornInternalPrometheusMetrics(app, **options)
-    else:
-        PrometheusMetrics(app, registry=CollectorRegistry(), **options)
 
 
 __all__ = ["ConfigError", "Fleet", "create_service_app"]
