@@ -194,9 +194,9 @@ def worker_classes(env: dict[str, str]) -> list[str]:
     headers = {"Authorization": f"Bearer {mint_token(env['JWT_SECRET'], 'b', SCOPES, 600)}"}
     lines = []
     for name, extra in WORKER_CLASSES.items():
-        with gunicorn("inventory.app:create_app()", {**env, **extra}) as base:
-            requests.post(f"{base}/v1/products", json={"sku": "WC-1", "name": "x"},
+        with gunicorn("inventory.app:create_app()", {**env, **extra}) as server:
+            requests.post(f"{server.url}/v1/products", json={"sku": "WC-1", "name": "x"},
                           headers=headers, timeout=5)
-            rps, p99 = wrk(f"{base}/v1/products/WC-1", headers, 5)
+            rps, p99 = wrk(f"{server.url}/v1/products/WC-1", headers, 5)
         lines.append(f"worker class {name:<34} {rps:8.0f} req/s  p99 {p99:6.1f} ms")
     return lines

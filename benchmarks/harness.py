@@ -13,11 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import requests
 
 from fleet_shared import migrations
+from fleet_shared.http.metrics import multiprocess_dir
 from fleet_shared.testing import (
     BROKER_HOST,
     JWT_SECRET,
@@ -74,11 +76,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the gunicorn master and its workers (immune to CPU steal)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat.parent.name) == self.pid or int(fields[1]) == self.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def gunicorn(app_factory: str, env: dict[str, str]) -> Iterator[str]:
-    """Serve `app_factory` with the services' own gunicorn config; yields the base URL."""
+def gunicorn(app_factory: str, env: dict[str, str]) -> Iterator[Server]:
+    """Serve `app_factory` with the services' own gunicorn config."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as metrics_dir:
+    with tempfile.TemporaryDirectory(dir=multiprocess_dir("bench").parent) as metrics_dir:
         full_env = {**os.environ, **env, "PORT": str(port), "BIND_HOST": "127.0.0.1",
                     "PYTHONPATH": ROOT}
         full_env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
@@ -96,7 +116,7 @@ def gunicorn(app_factory: str, env: dict[str, str]) -> Iterator[str]:
                     if time.monotonic() > deadline or process.poll() is not None:
                         raise RuntimeError(f"{app_factory} did not start") from None
                     time.sleep(0.1)
-            yield base
+            yield Server(base, process.pid)
         finally:
             process.terminate()
             process.wait(30)
@@ -105,6 +125,13 @@ def gunicorn(app_factory: str, env: dict[str, str]) -> Iterator[str]:
 def wrk(url: str, headers: dict[str, str] | None = None, seconds: int = 8,
         connections: int = 16) -> tuple[float, float]:
     """Requests per second and p99 latency (ms) after a short warm-up; fails on any error."""
+    rps, p99, _ = wrk_run(url, headers, seconds, connections)
+    return rps, p99
+
+
+def wrk_run(url: str, headers: dict[str, str] | None = None, seconds: int = 8,
+            connections: int = 16) -> tuple[float, float, int]:
+    """As `wrk`, plus the number of requests completed."""
     args = ["wrk", "-t2", f"-c{connections}", "--latency"]
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]
@@ -117,4 +144,6 @@ def wrk(url: str, headers: dict[str, str] | None = None, seconds: int = 8,
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert p99 is not None
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return rps, float(p99.group(1)) * scale
+    done = re.search(r"(\d+) requests in", out)
+    assert done is not None
+    return rps, float(p99.group(1)) * scale, int(done.group(1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -21,6 +20,7 @@ from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import Consumer, Handler
 from fleet_shared.events.relay import OutboxRelay
+from fleet_shared.http.metrics import multiprocess_dir
 from fleet_shared.settings import (
     ConfigError,
     Setting,
@@ -86,7 +86,7 @@ def run_api(spec: ServiceSpec, settings: Settings) -> None:
     be in the environment of a fresh interpreter, not set in this one after the fact.
     """
     env = dict(os.environ, FLEET_SERVICE=spec.name)
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix=f"{spec.name}-metrics-"))
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(multiprocess_dir(f"{spec.name}-{os.getpid()}")))
     os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:fleet_shared.gunicorn_conf",
             spec.app_factory]

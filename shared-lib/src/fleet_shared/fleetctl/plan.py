@@ -19,6 +19,7 @@ from fleet_shared import gateway
 from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.provision import service_command
+from fleet_shared.http.metrics import multiprocess_dir
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def service_processes(config: LocalConfig) -> list[ProcessSpec]:
     for service in config.services:
         for replica, port in enumerate(config.api_ports(service), start=1):
             name = f"{service}-api-{replica}"
-            metrics = config.run_dir / "metrics" / name
+            metrics = multiprocess_dir(f"{config.run_dir.name}-{name}")
             specs.append(ProcessSpec(
                 name=name, kind="api", service=service,
                 argv=service_command(service, "api"),

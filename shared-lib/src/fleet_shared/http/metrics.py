@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import bisect
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -28,6 +30,19 @@ UNMATCHED = "<unmatched>"  # 404s share one label value, so scanners cannot blow
 FLUSH_SECONDS = 1.0
 
 Key = tuple[str, str, int]  # method, route, status
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def multiprocess_dir(name: str) -> Path:
+    """Where a gunicorn's workers keep their metric files: tmpfs when the machine has one.
+
+    prometheus_client memory-maps one file per worker and writes to it on every update; on a
+    disk-backed filesystem the kernel's writeback of those dirty pages cost a cheap GET a fifth
+    of its throughput, on tmpfs nothing measurable. /dev/shm is tmpfs on Linux and in
+    containers, and stays writable under a read-only root filesystem.
+    """
+    base = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) else Path(tempfile.gettempdir())
+    return base / f"fleet-metrics-{name}"
 
 
 @dataclass
