@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 if TYPE_CHECKING:
     from fleet_shared.events.envelope import Event
+
+
+def sql_timestamp(column: str) -> str:
+    """SQL rendering a timestamptz exactly as `iso_timestamp` renders it in Python (UTC, six
+    fractional digits), so timestamps built by the database and by the code compare equal."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+def iso_timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def engine_url(database_url: str) -> str:

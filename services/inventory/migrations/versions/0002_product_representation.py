@@ -20,6 +20,8 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# A migration is frozen: the format is spelled out here rather than imported
+# (fleet_shared.db.sql_timestamp renders the same).
 _TIMESTAMP = """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 
 _BUILD = f"""

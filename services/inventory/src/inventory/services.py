@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.db import Database, UnitOfWork, iso_timestamp
 from fleet_shared.events.envelope import Event
 from fleet_shared.http.responses import Rendered
 from fleet_shared.problems import Conflict, NotFound
@@ -73,8 +73,8 @@ def _reservation(
             {"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
             for line in sorted(lines, key=lambda line: line.sku)
         ],
-        "created_at": reservation.created_at.isoformat(),
-        "updated_at": reservation.updated_at.isoformat(),
+        "created_at": iso_timestamp(reservation.created_at),
+        "updated_at": iso_timestamp(reservation.updated_at),
     }
 
 
@@ -258,7 +258,7 @@ def get_adjustment_row(adjustment: models.Adjustment) -> dict[str, Any]:
         "on_hand": adjustment.on_hand,
         "reserved": adjustment.reserved,
         "available": adjustment.on_hand - adjustment.reserved,
-        "created_at": adjustment.created_at.isoformat() if adjustment.created_at else None,
+        "created_at": iso_timestamp(adjustment.created_at) if adjustment.created_at else None,
     }
 
 

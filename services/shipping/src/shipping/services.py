@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, insert, select, text
 
-from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.db import Database, UnitOfWork, iso_timestamp, sql_timestamp
 from fleet_shared.events.consumer import PoisonEvent
 from fleet_shared.events.envelope import Event
 from fleet_shared.problems import Conflict, NotFound
@@ -34,14 +34,15 @@ Effect = Callable[[models.Shipment], tuple[str | None, dict[str, Any]]]
 
 # --- reads: one round trip each ---------------------------------------------------------------
 
-_COLUMNS = """
+_COLUMNS = f"""
     s.id, s.seq, s.order_reference, s.status, s.customer_name, s.customer_email,
     s.address_line1, s.address_line2, s.city, s.postal_code, s.country, s.carrier,
     s.tracking_number, s.reservation_id, s.shortages, s.created_at, s.updated_at,
     coalesce((SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity)
                               ORDER BY i.position)
               FROM shipment_items i WHERE i.shipment_id = s.id), '[]') AS items,
-    coalesce((SELECT json_agg(json_build_object('status', h.status, 'at', h.at, 'note', h.note)
+    coalesce((SELECT json_agg(json_build_object('status', h.status,
+                                                'at', {sql_timestamp("h.at")}, 'note', h.note)
                               ORDER BY h.id)
               FROM shipment_history h WHERE h.shipment_id = s.id), '[]') AS history
 """
@@ -62,8 +63,8 @@ def _shipment(row: Row[Any]) -> dict[str, Any]:
         "reservation_id": str(row.reservation_id) if row.reservation_id else None,
         "shortages": row.shortages,
         "history": row.history,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "created_at": iso_timestamp(row.created_at),
+        "updated_at": iso_timestamp(row.updated_at),
     }
 
 

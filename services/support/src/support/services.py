@@ -7,14 +7,14 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.db import Database, UnitOfWork, iso_timestamp
 from fleet_shared.problems import Conflict, NotFound
 from support import models
 
@@ -67,10 +67,6 @@ _COMMENT = select(
 )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
 def _summary(row: AnyRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
@@ -84,8 +80,8 @@ def _summary(row: AnyRow) -> dict[str, Any]:
         "source": row.source,
         "reason": row.reason,
         "assignee": row.assignee,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso_timestamp(row.created_at),
+        "updated_at": iso_timestamp(row.updated_at),
     }
 
 
@@ -95,7 +91,7 @@ def _comment(row: AnyRow) -> dict[str, Any]:
         "ticket_id": str(row.ticket_id),
         "author": row.author,
         "body": row.body,
-        "created_at": _iso(row.created_at),
+        "created_at": iso_timestamp(row.created_at),
     }
 
 
