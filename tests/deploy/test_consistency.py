@@ -255,14 +255,17 @@ def test_api_serves_the_probe_and_metrics_paths(name: str,
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     app_module = importlib.import_module(f"{name}.app")
     app = app_module.create_app({"FLEET_ENV": "development"})
-    client = app.test_client()
-    assert client.get("/livez").status_code == 200
-    # No database here: readiness says so (503) rather than 404.
-    assert client.get("/readyz").status_code in (200, 503)
-    client.get("/v1/openapi.json")
-    metrics = client.get("/metrics")
-    assert metrics.status_code == 200
-    text = metrics.get_data(as_text=True)
+    try:
+        client = app.test_client()
+        assert client.get("/livez").status_code == 200
+        # No database here: readiness says so (503) rather than 404.
+        assert client.get("/readyz").status_code in (200, 503)
+        client.get("/v1/openapi.json")
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        text = metrics.get_data(as_text=True)
+    finally:
+        app.extensions["fleet"].db.dispose()
     # The counter prometheus-adapter turns into flask_http_request_per_second (HPA).
     assert "flask_http_request_total{" in text and "url_rule=" in text
 
