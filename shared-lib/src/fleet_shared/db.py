@@ -202,10 +202,6 @@ class Database:
         with self.read_engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    @property
-    def dsn(self) -> str:
-        return str(self.read_pool.conninfo)
-
     def dispose(self) -> None:
         self.read_pool.close()
         self.engine.dispose()

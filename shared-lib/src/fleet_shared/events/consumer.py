@@ -171,7 +171,7 @@ class Consumer:
             try:
                 self._apply(batch)
                 break
-            except (OperationalError, DBAPIError) as exc:
+            except DBAPIError as exc:
                 if not _is_connection_error(exc):
                     raise
                 delay = backoff.next_delay()
@@ -214,7 +214,7 @@ class Consumer:
                         self._run_handler(uow, delivery)
                 uow.commit()
             return
-        except (OperationalError, DBAPIError) as exc:
+        except DBAPIError as exc:
             if _is_connection_error(exc):
                 raise
         except Exception:  # noqa: BLE001 - isolated below, one savepoint per delivery
@@ -228,7 +228,7 @@ class Consumer:
                             self._run_handler(uow, delivery)
                         else:
                             delivery.outcome = "duplicate"
-                except (OperationalError, DBAPIError) as exc:
+                except DBAPIError as exc:
                     if _is_connection_error(exc):
                         raise
                     self._failed(delivery, exc)

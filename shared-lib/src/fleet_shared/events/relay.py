@@ -39,8 +39,9 @@ _CLAIM = text(
 # The idle poll: one prepared round trip on the autocommit read pool, no transaction.
 _ANY_UNSENT = "SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
 _MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
-_BACKLOG = text(
-    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+_BACKLOG = (
+    "SELECT count(*) AS backlog, "
+    "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "
     "FROM outbox WHERE sent_at IS NULL"
 )
 
@@ -276,8 +277,7 @@ class _RelaySession:
         if now - self.last_backlog < self.relay.backlog_interval:
             return
         self.last_backlog = now
-        with self.relay.db.read_engine.connect() as conn:
-            count, age = conn.execute(_BACKLOG).one()
-        metrics.OUTBOX_BACKLOG.set(count)
-        metrics.OUTBOX_OLDEST_AGE.set(float(age))
+        [row] = self.relay.db.read(_BACKLOG)
+        metrics.OUTBOX_BACKLOG.set(row["backlog"])
+        metrics.OUTBOX_OLDEST_AGE.set(float(row["age"]))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from fleet_shared.problems import validation_problem
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -54,8 +57,14 @@ class PageQuery(BaseModel):
         return after
 
 
-def page(items: list[dict[str, Any]], limit: int, key: Any) -> dict[str, Any]:
+def split_page(items: list[T], limit: int, key: Callable[[T], Any]) -> tuple[list[T], str | None]:
     """`items` was fetched with limit + 1 rows: the extra one says whether a next page exists."""
     more = len(items) > limit
     items = items[:limit]
-    return {"items": items, "next_cursor": encode_cursor(key(items[-1])) if more else None}
+    return items, encode_cursor(key(items[-1])) if more else None
+
+
+def page(items: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], Any]
+         ) -> dict[str, Any]:
+    shown, cursor = split_page(items, limit, key)
+    return {"items": shown, "next_cursor": cursor}

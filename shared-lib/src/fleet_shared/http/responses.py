@@ -11,7 +11,7 @@ from flask import Response, current_app, request
 
 from fleet_shared.db import Database
 from fleet_shared.http.etag import etag_of, not_modified
-from fleet_shared.http.pagination import encode_cursor
+from fleet_shared.http.pagination import split_page
 
 _PREFIX = re.compile(r"^(/[A-Za-z0-9_-]+)*$")
 
@@ -49,23 +49,24 @@ class Rendered:
 
     def response(self) -> Response:
         """200 with the body, or 304 when the client's If-None-Match already has it."""
-        if not_modified(self.etag):
-            return Response(status=304, headers={"ETag": self.etag})
-        return Response(self.json, mimetype="application/json", headers={"ETag": self.etag})
+        return _unchanged(self.etag) or Response(self.json, mimetype="application/json",
+                                                  headers={"ETag": self.etag})
 
 
 def rendered_page(items: list[tuple[Any, str]], limit: int) -> Response:
     """A cursor page of pre-rendered items: (key, json) pairs fetched with limit + 1 rows."""
-    more = len(items) > limit
-    items = items[:limit]
-    cursor = json.dumps(encode_cursor(items[-1][0])) if more else "null"
-    body = '{"items":[' + ",".join(text for _, text in items) + '],"next_cursor":' + cursor + "}"
+    shown, cursor = split_page(items, limit, key=lambda item: item[0])
+    body = ('{"items":[' + ",".join(text for _, text in shown) + '],"next_cursor":'
+            + json.dumps(cursor) + "}")
     return Response(body, mimetype="application/json")
 
 
 def tagged(body: dict[str, Any]) -> Any:
     """200 with a strong ETag, or 304 when the client's If-None-Match already has it."""
     tag = etag_of(body)
-    if not_modified(tag):
-        return Response(status=304, headers={"ETag": tag})
-    return body, 200, {"ETag": tag}
+    return _unchanged(tag) or (body, 200, {"ETag": tag})
+
+
+def _unchanged(etag: str) -> Response | None:
+    """304 when the client's If-None-Match already names this version."""
+    return Response(status=304, headers={"ETag": etag}) if not_modified(etag) else None
