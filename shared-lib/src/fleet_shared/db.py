@@ -2,20 +2,27 @@
 
 Every service database holds the same three infrastructure tables beside its own: the outbox
 (events waiting for the broker), the inbox (events already applied) and the idempotency keys of
-`POST` requests. Their definitions live here once; each service's first migration creates them
-with `create_infrastructure_tables`.
+`POST` requests. Their current shape is declared here once; each service's migrations create
+and change them with the frozen steps in `fleet_shared.migrations`.
+
+Every connection carries a connect, statement and lock timeout (settings `DB_*_TIMEOUT`), so
+no request, handler or relay waits on the database without bound; `error_kind` sorts what goes
+wrong into an outage (wait and try again), contention (retry at once) and a failure.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -31,6 +38,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 if TYPE_CHECKING:
@@ -53,15 +61,70 @@ def engine_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme.startswith("postgresql") else database_url
 
 
-def make_engine(database_url: str, pool_size: int = 5, **kwargs: Any) -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every database connection, in seconds (settings DB_*_TIMEOUT)."""
+
+    connect: float = 5.0
+    statement: float = 30.0
+    lock: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Timeouts:
+        return cls(settings["DB_CONNECT_TIMEOUT"], settings["DB_STATEMENT_TIMEOUT"],
+                   settings["DB_LOCK_TIMEOUT"])
+
+    def connect_args(self) -> dict[str, Any]:
+        """libpq parameters: the server applies the two timeouts to every statement."""
+        return {
+            "connect_timeout": max(2, math.ceil(self.connect)),  # libpq's minimum is 2 s
+            "options": f"-c statement_timeout={round(self.statement * 1000)} "
+                       f"-c lock_timeout={round(self.lock * 1000)}",
+        }
+
+
+def make_engine(database_url: str, pool_size: int = 5, timeouts: Timeouts | None = None,
+                **kwargs: Any) -> Engine:
     return create_engine(
         engine_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,  # a dead connection fails one request; pinging costs every request
         pool_recycle=1800,
+        connect_args=(timeouts or Timeouts()).connect_args(),
         **kwargs,
     )
+
+
+# --- what went wrong ------------------------------------------------------------------------
+
+OUTAGE = "outage"  # the connection or the server is gone: wait with back-off, try again
+CONTENTION = "contention"  # deadlock, serialization failure, lock timeout: retry soon
+FAILURE = "failure"  # anything else: the work itself is at fault
+
+_CONTENTION = frozenset({"40001", "40P01", "55P03"})
+# Shutting down, crashed, starting up; too many connections, out of memory, disk full.
+_OUTAGE = frozenset({"57P01", "57P02", "57P03", "53000", "53100", "53200", "53300"})
+
+
+def error_kind(exc: BaseException) -> str:
+    """OUTAGE, CONTENTION or FAILURE for an exception raised by SQLAlchemy or psycopg."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return OUTAGE
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, PoolTimeout):
+        return OUTAGE
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state is None:  # no answer from a server at all
+            return OUTAGE if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) \
+                else FAILURE
+        if state in _CONTENTION:
+            return CONTENTION
+        if state.startswith("08") or state in _OUTAGE:
+            return OUTAGE
+    return FAILURE
 
 
 class InfraBase(DeclarativeBase):
@@ -72,12 +135,15 @@ class OutboxRow(InfraBase):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID)  # uuid4: unique without an index
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID)  # unique without an index
     type: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A row the broker refused or could not route waits until next_attempt_at (back-off).
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
 
@@ -91,6 +157,8 @@ class InboxRow(InfraBase):
         DateTime(timezone=True), server_default=func.now()
     )
 
+    __table_args__ = (Index("inbox_received_at", "received_at"),)  # pruning, oldest first
+
 
 class IdempotencyRow(InfraBase):
     __tablename__ = "idempotency_keys"
@@ -103,18 +171,12 @@ class IdempotencyRow(InfraBase):
     headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)  # Location, ETag
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    __table_args__ = (Index("idempotency_keys_created_at", "created_at"),)
+
 
 def install_infrastructure(connection: Connection) -> None:
+    """The current shape at once, for tests of the shared library (services migrate)."""
     InfraBase.metadata.create_all(connection)
-
-
-def create_infrastructure_tables(op: Any) -> None:
-    """Called from a service's first Alembic migration with its `op`."""
-    install_infrastructure(op.get_bind())
-
-
-def drop_infrastructure_tables(op: Any) -> None:
-    InfraBase.metadata.drop_all(op.get_bind())
 
 
 _INSERT_OUTBOX = "INSERT INTO outbox (event_id, type, correlation_id, body) VALUES (%s, %s, %s, %s)"
@@ -180,15 +242,22 @@ class Database:
     few runs, and costs a quarter of what the same query costs through an engine connection.
     """
 
-    def __init__(self, database_url: str, pool_size: int = 5) -> None:
-        self.engine = make_engine(database_url, pool_size)
+    def __init__(self, database_url: str, pool_size: int = 5,
+                 timeouts: Timeouts | None = None) -> None:
+        timeouts = timeouts or Timeouts()
+        self.engine = make_engine(database_url, pool_size, timeouts)
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_pool = ConnectionPool(
             self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-            min_size=1, max_size=pool_size, timeout=5, open=True,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            min_size=1, max_size=pool_size, timeout=timeouts.connect, open=True,
+            kwargs={"autocommit": True, "row_factory": dict_row, **timeouts.connect_args()},
         )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Database:
+        return cls(settings["DATABASE_URL"], settings["DB_POOL_SIZE"],
+                   Timeouts.from_settings(settings))
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read-only statement (psycopg `%(name)s` parameters) outside a transaction."""

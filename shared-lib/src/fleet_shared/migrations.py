@@ -1,13 +1,20 @@
-"""Alembic, one history per service, driven from code (the `migrate` entry point and tests)."""
+"""Alembic, one history per service, driven from code (the `migrate` entry point and tests).
+
+The infrastructure tables (outbox, inbox, idempotency keys) are the same in every service, so
+their migration steps live here, frozen: each step is called by one migration of every service
+and never changes once released (`fleet_shared.db` declares the shape they add up to).
+"""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from fleet_shared.db import engine_url
 
@@ -16,6 +23,61 @@ def timestamp_column(name: str) -> sa.Column:  # type: ignore[type-arg]
     """`created_at`-style column for migrations: timestamptz, not null, defaulting to now()."""
     return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(),
                      nullable=False)
+
+
+# --- the infrastructure tables, step by step --------------------------------------------------
+
+def create_infrastructure_tables(op: Any) -> None:
+    """Step 1 (each service's first migration): outbox, inbox and idempotency keys."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("event_id", UUID, nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("correlation_id", sa.String(200)),
+        sa.Column("body", sa.Text, nullable=False),
+        timestamp_column("created_at"),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index("outbox_unsent", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL"))
+    op.create_table(
+        "inbox",
+        sa.Column("event_id", UUID, primary_key=True),
+        sa.Column("type", sa.String(200), nullable=False),
+        timestamp_column("received_at"),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(300), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status", sa.Integer),
+        sa.Column("body", JSONB),
+        sa.Column("headers", JSONB),
+        timestamp_column("created_at"),
+    )
+
+
+def drop_infrastructure_tables(op: Any) -> None:
+    for table in ("idempotency_keys", "inbox", "outbox"):
+        op.drop_table(table)
+
+
+def add_delivery_retries_and_retention(op: Any) -> None:
+    """Step 2: a refused or unroutable outbox row waits with back-off instead of blocking the
+    relay; inbox ids and idempotency keys get the index their pruning walks, oldest first."""
+    op.add_column("outbox", sa.Column("attempts", sa.Integer, nullable=False,
+                                      server_default="0"))
+    op.add_column("outbox", sa.Column("next_attempt_at", sa.DateTime(timezone=True)))
+    op.create_index("inbox_received_at", "inbox", ["received_at"])
+    op.create_index("idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def remove_delivery_retries_and_retention(op: Any) -> None:
+    op.drop_index("idempotency_keys_created_at", "idempotency_keys")
+    op.drop_index("inbox_received_at", "inbox")
+    op.drop_column("outbox", "next_attempt_at")
+    op.drop_column("outbox", "attempts")
 
 
 def migrations_dir(package: str) -> Path:

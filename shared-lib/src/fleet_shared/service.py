@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points
 
-from fleet_shared import logs
-from fleet_shared.contracts import validate
+from fleet_shared import logs, retention
+from fleet_shared.contracts import has_consumers, subscriptions, validate
 from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import Consumer, Handler
@@ -29,7 +30,10 @@ from fleet_shared.settings import (
     exit_on_config_error,
     load_settings,
 )
-from fleet_shared.worker import Worker
+from fleet_shared.worker import PeriodicTask, Worker
+
+# A service's own periodic work (saga deadlines, reconciliation), built for its worker.
+TaskFactory = Callable[[Database, Settings], Sequence[PeriodicTask]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ServiceSpec:
     # The versions each handler understands (1 where not said).
     accepts: Mapping[str, frozenset[int]] = field(default_factory=dict)
     extra_settings: tuple[Setting, ...] = ()
+    periodic: TaskFactory | None = None
 
     def accepted_versions(self, event_type: str) -> frozenset[int]:
         return self.accepts.get(event_type, frozenset({1}))
@@ -94,17 +99,22 @@ def run_api(spec: ServiceSpec, settings: Settings) -> None:
 
 
 def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> Worker:
-    db = Database(settings["DATABASE_URL"], settings["DB_POOL_SIZE"])
+    db = Database.from_settings(settings)
     relay = OutboxRelay(db, settings["BROKER_URL"], settings["EVENT_EXCHANGE"],
-                        name=f"{spec.name}-relay")
+                        name=f"{spec.name}-relay", idle_poll=settings["RELAY_IDLE_POLL"],
+                        mandatory=has_consumers)
     consumer = None
     if spec.handlers:
         consumer = Consumer(db, spec.topology(settings), spec.handlers, settings["BROKER_URL"],
                             prefetch=settings["CONSUMER_PREFETCH"], validate=validate,
                             name=f"{spec.name}-consumer", after_commit=relay.wake,
                             accepts=spec.accepted_versions)
+    tasks = [PeriodicTask("retention", retention.PRUNE_INTERVAL,
+                          partial(retention.prune, db, settings))]
+    if spec.periodic is not None:
+        tasks.extend(spec.periodic(db, settings))
     return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,
-                  settings["GRACEFUL_TIMEOUT"], settings["BIND_HOST"])
+                  settings["GRACEFUL_TIMEOUT"], settings["BIND_HOST"], tasks)
 
 
 def run_worker(spec: ServiceSpec, settings: Settings) -> None:
@@ -114,13 +124,32 @@ def run_worker(spec: ServiceSpec, settings: Settings) -> None:
 
 def run_migrate(spec: ServiceSpec, settings: Settings) -> None:
     """Bring the database schema and the service's broker queues up to this version."""
-    import pika
-
     from fleet_shared import migrations
-    from fleet_shared.events.broker import connection_parameters, declare_exchange
 
     logs.configure_logging(spec.name, "migrate", settings["LOG_LEVEL"])
     migrations.upgrade(spec.name, settings["DATABASE_URL"])
+    declare_topology(spec, settings)
+
+
+def subscriber_topologies(spec: ServiceSpec, exchange: str) -> list[Topology]:
+    """The queues of the other services that consume what `spec` publishes, bound to those
+    types only (each consumer binds the rest, and adds its retry queues, when it starts)."""
+    found = []
+    for consumer, types in subscriptions().items():
+        wanted = tuple(t for t in types if t in spec.publishes)
+        if consumer != spec.name and wanted:
+            found.append(Topology(consumer, exchange, wanted, ()))
+    return found
+
+
+def declare_topology(spec: ServiceSpec, settings: Settings) -> None:
+    """The deploy step on the broker: the exchange, this service's own queues, and the queue
+    of every known consumer of its events, so that an event published before its consumer is
+    deployed waits there instead of being dropped (docs/events.md, "Deploy order")."""
+    import pika
+
+    from fleet_shared.events.broker import connection_parameters, declare_exchange
+
     connection = pika.BlockingConnection(
         connection_parameters(settings["BROKER_URL"], f"{spec.name}-migrate"))
     try:
@@ -128,5 +157,7 @@ def run_migrate(spec: ServiceSpec, settings: Settings) -> None:
         declare_exchange(channel, settings["EVENT_EXCHANGE"])
         if spec.handlers:
             spec.topology(settings).declare(channel)
+        for topology in subscriber_topologies(spec, settings["EVENT_EXCHANGE"]):
+            topology.declare_queue(channel)
     finally:
         connection.close()

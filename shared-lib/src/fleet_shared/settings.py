@@ -11,6 +11,7 @@ defaults (`Setting.dev_default`), and no secret ever has a production default.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,20 @@ def _delays(raw: str) -> tuple[int, ...]:
     return values
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(raw: str) -> float:
+    """A length of time in seconds, written with its unit: 250ms, 30s, 5m, 24h, 7d."""
+    match = re.fullmatch(r"\s*(\d{1,9})\s*(ms|s|m|h|d)\s*", raw)
+    if match is None:
+        raise ValueError("must be a whole number with a unit: ms, s, m, h or d (e.g. 30s)")
+    value = int(match[1]) * _UNITS[match[2]]
+    if value <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
 def _flag(raw: str) -> bool:
     if raw.lower() not in ("true", "false", "1", "0"):
         raise ValueError("must be true or false")
@@ -79,6 +94,7 @@ parse_port = _port
 parse_choice = _choice
 parse_url = _url
 parse_text = _text
+parse_duration = _duration
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,20 @@ def common_settings(service: str) -> tuple[Setting, ...]:
         Setting("EVENT_RETRY_DELAYS_MS", _delays, default="1000,10000,60000",
                 help="one retry per delay, then the parking queue"),
         Setting("DB_POOL_SIZE", _positive_int, default="5"),
+        Setting("DB_CONNECT_TIMEOUT", _duration, default="5s",
+                help="give up connecting to PostgreSQL after this long"),
+        Setting("DB_STATEMENT_TIMEOUT", _duration, default="30s",
+                help="cancel any one statement running longer than this"),
+        Setting("DB_LOCK_TIMEOUT", _duration, default="5s",
+                help="give up waiting for a row or table lock after this long"),
+        Setting("RELAY_IDLE_POLL", _duration, default="250ms",
+                help="longest pause between an idle relay's looks at the outbox"),
+        Setting("OUTBOX_RETENTION", _duration, default="1h",
+                help="how long sent outbox rows are kept before pruning"),
+        Setting("INBOX_RETENTION", _duration, default="7d",
+                help="how long applied event ids are remembered (the replay horizon)"),
+        Setting("IDEMPOTENCY_RETENTION", _duration, default="24h",
+                help="how long an Idempotency-Key replays its first response"),
         Setting("PORT", _port, default="8000", help="api listen port"),
         Setting("BIND_HOST", default="0.0.0.0",
                 help="address the api and the worker's probe port listen on"),

@@ -1,8 +1,15 @@
-"""The worker process: consumer and outbox relay side by side, plus probes and metrics.
+"""The worker process: consumer, outbox relay and periodic tasks side by side, plus probes
+and metrics.
 
 SIGTERM sets one stop flag: the consumer finishes its batch (commit, then ack) and hands back
 what it had prefetched; the relay waits for the broker's confirms of its batch and marks them
 sent. Nothing is lost and nothing is done twice.
+
+A worker never stays up doing nothing: if the consumer or relay thread dies, or stops showing
+signs of life for `STALL_LIMIT`, `/livez` answers 503 (the kubelet restarts the pod) and the
+process stops with exit status 1 (the local supervisor, or the container runtime, restarts it).
+A broker or database outage is not such a failure: the threads keep retrying, and only
+`/readyz` says the worker is not ready.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import text
 
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer
@@ -26,19 +34,46 @@ from fleet_shared.events.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_INTERVAL = 300.0
-# Sent outbox rows are kept a day for inspection; inbox ids a week, longer than any redelivery.
-_HOUSEKEEPING = (
-    text("DELETE FROM outbox WHERE sent_at < now() - interval '1 day'"),
-    text("DELETE FROM inbox WHERE received_at < now() - interval '7 days'"),
-    text("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'"),
-)
+# No heartbeat for this long means a thread is stuck: longer than any back-off (15 s) or
+# statement timeout a healthy thread waits through.
+STALL_LIMIT = 120.0
+WATCH_INTERVAL = 1.0
 
 
-def housekeeping(db: Database) -> None:
-    with db.engine.begin() as conn:
-        for statement in _HOUSEKEEPING:
-            conn.execute(statement)
+@dataclass(frozen=True)
+class PeriodicTask:
+    """Work a worker does every `interval` seconds (retention, saga deadlines, reconciling).
+
+    Every replica runs every task: a task must be safe to run concurrently with itself (claim
+    rows with ``FOR UPDATE SKIP LOCKED``, or take an advisory lock). A task that raises is
+    logged and tried again at its next turn; it never stops the worker.
+    """
+
+    name: str
+    interval: float
+    run: Callable[[], object]
+
+
+class Scheduler:
+    """Runs periodic tasks one after another on one thread."""
+
+    def __init__(self, tasks: Sequence[PeriodicTask]) -> None:
+        self.tasks = list(tasks)
+        self.heartbeat = time.monotonic()
+
+    def run(self, stop: threading.Event) -> None:
+        due = {task.name: time.monotonic() + min(task.interval, 5.0) for task in self.tasks}
+        while not stop.is_set():
+            self.heartbeat = now = time.monotonic()
+            for task in self.tasks:
+                if now >= due[task.name] and not stop.is_set():
+                    try:
+                        task.run()
+                    except Exception:  # noqa: BLE001 - a task must never stop the worker
+                        log.exception("periodic task failed", extra={"task": task.name})
+                    due[task.name] = time.monotonic() + task.interval
+                    self.heartbeat = time.monotonic()
+            stop.wait(max(0.05, min(due.values(), default=now + 1.0) - time.monotonic()))
 
 
 def _metrics_registry() -> CollectorRegistry:
@@ -52,20 +87,23 @@ def _metrics_registry() -> CollectorRegistry:
 class HealthServer:
     """`/livez`, `/readyz` and `/metrics` for the worker on its own port."""
 
-    def __init__(self, port: int, ready: Callable[[], dict[str, bool]], host: str = "0.0.0.0"):
+    def __init__(self, port: int, ready: Callable[[], dict[str, bool]],
+                 host: str = "0.0.0.0",
+                 alive: Callable[[], dict[str, bool]] = lambda: {}) -> None:
         registry = _metrics_registry()
+
+        def answer(checks: dict[str, bool]) -> tuple[int, bytes]:
+            ok = all(checks.values())
+            body = json.dumps({"status": "ok" if ok else "unavailable",
+                               "checks": {k: "up" if v else "down" for k, v in checks.items()}})
+            return (200 if ok else 503), body.encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
                 if self.path == "/livez":
-                    self._send(200, b'{"status":"ok"}')
+                    self._send(*answer(alive()))
                 elif self.path == "/readyz":
-                    checks = ready()
-                    ok = all(checks.values())
-                    body = json.dumps({
-                        "status": "ok" if ok else "unavailable",
-                        "checks": {k: "up" if v else "down" for k, v in checks.items()}})
-                    self._send(200 if ok else 503, body.encode())
+                    self._send(*answer(ready()))
                 elif self.path == "/metrics":
                     self._send(200, generate_latest(registry), "text/plain; version=0.0.4")
                 else:
@@ -105,13 +143,36 @@ class Worker:
         health_port: int | None,
         graceful_timeout: float = 20.0,
         bind_host: str = "0.0.0.0",
+        tasks: Sequence[PeriodicTask] = (),
     ) -> None:
         self.db = db
         self.relay = relay
         self.consumer = consumer
+        self.scheduler = Scheduler(tasks)
         self.stop = threading.Event()
         self.graceful_timeout = graceful_timeout
-        self.health = HealthServer(health_port, self.checks, bind_host) if health_port else None
+        self.failed: str | None = None  # why the worker gave up, once it has
+        self._threads: dict[str, threading.Thread] = {}
+        self.health = HealthServer(health_port, self.checks, bind_host, self.liveness) \
+            if health_port else None
+
+    def _loops(self) -> dict[str, tuple[Callable[[threading.Event], None], Callable[[], float]]]:
+        """Each thread's body and how to read its last heartbeat."""
+        loops: dict[str, tuple[Callable[[threading.Event], None], Callable[[], float]]] = {
+            "relay": (self.relay.run, lambda: self.relay.heartbeat),
+            "periodic": (self.scheduler.run, lambda: self.scheduler.heartbeat),
+        }
+        if self.consumer is not None:
+            consumer = self.consumer
+            loops["consumer"] = (consumer.run, lambda: consumer.heartbeat)
+        return loops
+
+    def liveness(self) -> dict[str, bool]:
+        """Each thread: running and showing signs of life (no dependency is checked)."""
+        now = time.monotonic()
+        return {name: self.failed is None and name in self._threads
+                and self._threads[name].is_alive() and now - beat() < STALL_LIMIT
+                for name, (_, beat) in self._loops().items()}
 
     def checks(self) -> dict[str, bool]:
         try:
@@ -124,31 +185,41 @@ class Worker:
         return {"database": database, "broker": broker}
 
     def run(self) -> None:
-        """The process's main loop: SIGTERM or SIGINT stops it gracefully."""
+        """The process's main loop: SIGTERM or SIGINT stops it gracefully; a dead or stuck
+        thread stops it with exit status 1."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
         self.serve()
+        if self.failed is not None:
+            raise SystemExit(1)
 
     def serve(self) -> None:
-        """Relay and consume until `stop` is set (callable from any thread)."""
-        threads = [threading.Thread(target=self.relay.run, args=(self.stop,), name="relay")]
-        if self.consumer is not None:
-            threads.append(threading.Thread(target=self.consumer.run, args=(self.stop,),
-                                            name="consumer"))
-        for thread in threads:
-            thread.start()
+        """Relay, consume and run the periodic tasks until `stop` is set (callable from any
+        thread), or until one of them dies or stalls (`failed` then says which)."""
+        for name, (loop, _) in self._loops().items():
+            self._threads[name] = threading.Thread(target=self._guarded, args=(name, loop),
+                                                   name=name, daemon=True)
+            self._threads[name].start()
         if self.health:
             self.health.start()
         log.info("worker started")
-        while not self.stop.wait(HOUSEKEEPING_INTERVAL):
-            try:
-                housekeeping(self.db)
-            except Exception:  # noqa: BLE001 - housekeeping must never stop the worker
-                log.exception("housekeeping failed")
+        while not self.stop.wait(WATCH_INTERVAL):
+            dead = [name for name, ok in self.liveness().items() if not ok]
+            if dead:
+                self.failed = f"{', '.join(dead)} stopped or stalled"
+                log.critical("worker thread failed; stopping the worker so it is restarted",
+                             extra={"threads": dead})
+                self.stop.set()
         log.info("worker stopping")
-        for thread in threads:
+        for thread in self._threads.values():
             thread.join(self.graceful_timeout)
         if self.health:
             self.health.stop()
         self.db.dispose()
         log.info("worker stopped")
+
+    def _guarded(self, name: str, loop: Callable[[threading.Event], None]) -> None:
+        try:
+            loop(self.stop)
+        except BaseException:  # noqa: BLE001 - logged here; the watchdog stops the worker
+            log.exception("worker thread died", extra={"thread": name})

@@ -11,8 +11,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from fleet_shared.db import create_infrastructure_tables, drop_infrastructure_tables
-from fleet_shared.migrations import timestamp_column
+from fleet_shared.migrations import (
+    create_infrastructure_tables,
+    drop_infrastructure_tables,
+    timestamp_column,
+)
 
 revision = "0001"
 down_revision = None

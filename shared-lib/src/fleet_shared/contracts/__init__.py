@@ -3,6 +3,9 @@
 Publishers are tested against these schemas; consumers validate every event at receipt, and
 an event that breaks its contract is parked with the reason instead of reaching a handler.
 File names are ``events/<type>.v<version>.json``; each schema describes the envelope's `data`.
+
+``subscriptions.json`` says which service consumes which types: publishers use it to keep an
+event for a consumer that is not deployed yet (`fleet_shared.service.run_migrate`, the relay).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fleet_shared.events.consumer import PoisonEvent
 from fleet_shared.events.envelope import Event
 
 SCHEMA_DIR = Path(__file__).parent / "events"
+SUBSCRIPTIONS = Path(__file__).parent / "subscriptions.json"
 
 
 class ContractError(PoisonEvent):
@@ -50,3 +54,19 @@ def validate(event: Event) -> None:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "data"
         raise ContractError(f"{event.type} v{event.version} breaks its contract at "
                             f"{where}: {errors[0].message}")
+
+
+@cache
+def subscriptions() -> dict[str, tuple[str, ...]]:
+    """Consuming service -> the event types it consumes."""
+    raw: dict[str, Any] = json.loads(SUBSCRIPTIONS.read_text())
+    return {service: tuple(types) for service, types in raw.items()
+            if not service.startswith("$")}
+
+
+def consumers_of(event_type: str) -> list[str]:
+    return sorted(service for service, types in subscriptions().items() if event_type in types)
+
+
+def has_consumers(event_type: str) -> bool:
+    return bool(consumers_of(event_type))

@@ -87,6 +87,19 @@ class Topology:
 
     def declare(self, channel: BlockingChannel) -> None:
         """Idempotent: the same arguments every time, so redeclaring is a no-op."""
+        self.declare_queue(channel)
+        for delay in self.retry_delays_ms:
+            channel.queue_declare(self.retry_queue(delay), durable=True, arguments={
+                "x-queue-type": "quorum",
+                "x-message-ttl": delay,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue,
+                **_AT_LEAST_ONCE,
+            })
+
+    def declare_queue(self, channel: BlockingChannel) -> None:
+        """The main queue, its parking queue and its bindings: all a publisher needs to
+        declare for a consumer not deployed yet (whose own start adds the retry queues)."""
         declare_exchange(channel, self.exchange)
         channel.queue_declare(self.parking_queue, durable=True,
                               arguments={"x-queue-type": "quorum"})
@@ -97,14 +110,6 @@ class Topology:
             "x-dead-letter-routing-key": self.parking_queue,
             **_AT_LEAST_ONCE,
         })
-        for delay in self.retry_delays_ms:
-            channel.queue_declare(self.retry_queue(delay), durable=True, arguments={
-                "x-queue-type": "quorum",
-                "x-message-ttl": delay,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.queue,
-                **_AT_LEAST_ONCE,
-            })
         for event_type in self.event_types:
             channel.queue_bind(self.queue, self.exchange, routing_key=event_type)
 

@@ -4,15 +4,24 @@ Deliveries are taken in batches (up to the prefetch) and applied in one database
 each recorded in the inbox table beside its effects; the batch is acked only after that commit.
 A redelivered or re-published event finds its id in the inbox and changes nothing.
 
-A handler that raises sends its delivery to a retry queue (a TTL queue that dead-letters back
-into the main queue) until the retry budget is spent, then to the parking queue; an event that
-breaks its contract is parked at once. A database outage is not the message's fault: the batch
-is held, unacked, and tried again after a back-off, so it neither loses nor parks anything.
+What goes wrong is sorted by whose fault it is (`fleet_shared.db.error_kind`):
+
+- the message's: anything that is not a well-formed envelope of a type and version this
+  service handles and whose data keeps its contract, or a header the fleet never writes, is
+  parked at once with the reason; a handler that raises sends its delivery to a retry queue
+  (a TTL queue that dead-letters back into the main queue) until the retry budget is spent,
+  then to the parking queue. The rest of the batch is applied either way.
+- contention (deadlock, serialization failure, lock timeout): the batch is tried again a few
+  times, then each delivery in a transaction of its own, so N workers taking interleaved
+  batches settle instead of failing each other;
+- an outage (connection lost, server restarting): the batch is held, unacked, and tried again
+  after a back-off, so it neither loses nor parks anything.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -23,10 +32,9 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fleet_shared import logs
-from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.db import CONTENTION, OUTAGE, Database, UnitOfWork, error_kind
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, Topology, connection_parameters
 from fleet_shared.events.envelope import EnvelopeError, Event
@@ -43,10 +51,16 @@ _RECORD = ("INSERT INTO inbox (event_id, type) SELECT * FROM unnest(%s::uuid[], 
 ATTEMPT_HEADER = "x-fleet-attempt"
 REASON_HEADER = "x-fleet-parked-reason"
 QUEUE_DEPTH_INTERVAL = 5.0
+CONTENTION_RETRIES = 4  # per batch, then per delivery
+UNKNOWN_TYPE = "unknown"  # the metric label of anything that is not a handled type
 
 
 class PoisonEvent(Exception):
     """Raised by a handler or validator for an event that can never succeed: park it now."""
+
+
+class DatabaseOutage(Exception):
+    """The database went away while a batch was applied: hold the batch and wait."""
 
 
 @dataclass
@@ -55,22 +69,26 @@ class Delivery:
     properties: pika.BasicProperties
     body: bytes
     event: Event | None = None
+    attempt: int = 1
     outcome: str = "applied"  # applied | duplicate | retry | park
     reason: str = ""
-
-    @property
-    def attempt(self) -> int:
-        headers = self.properties.headers or {}
-        return int(headers.get(ATTEMPT_HEADER, 1))
+    type: str = UNKNOWN_TYPE  # a handled type, else UNKNOWN_TYPE: a bounded metric label
 
     @cached_property
     def event_id(self) -> uuid.UUID:
         assert self.event is not None
         return uuid.UUID(self.event.id)
 
-    @property
-    def type(self) -> str:
-        return self.event.type if self.event else (self.properties.type or "unknown")
+    def park(self, reason: str) -> None:
+        self.outcome, self.reason = "park", reason[:500]
+
+
+def attempt_of(properties: pika.BasicProperties, max_attempts: int) -> int:
+    """The retry attempt our own retry path wrote in the header; 1 when there is none."""
+    value = (properties.headers or {}).get(ATTEMPT_HEADER, 1)
+    if type(value) is not int or not 1 <= value <= max_attempts:
+        raise EnvelopeError(f"header {ATTEMPT_HEADER} is malformed: {str(value)[:40]!r}")
+    return value
 
 
 class Consumer:
@@ -101,11 +119,13 @@ class Consumer:
         self.after_commit = after_commit  # e.g. wake the relay: handlers may have written events
         self.accepts = accepts
         self.connected = threading.Event()
+        self.heartbeat = time.monotonic()  # the worker's liveness check reads it
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with back-off after a broker outage."""
         backoff = Backoff()
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             try:
                 self._consume(stop)
                 backoff.reset()
@@ -133,6 +153,7 @@ class Consumer:
             self.connected.set()
             last_depth = 0.0
             while not stop.is_set():
+                self.heartbeat = time.monotonic()
                 connection.process_data_events(time_limit=0 if batch else 0.5)
                 size = 0
                 # Half the prefetch at a time: the broker streams the other half meanwhile.
@@ -171,14 +192,13 @@ class Consumer:
             try:
                 self._apply(batch)
                 break
-            except DBAPIError as exc:
-                if not _is_connection_error(exc):
-                    raise
+            except DatabaseOutage as exc:
                 delay = backoff.next_delay()
                 log.warning("database unavailable; holding the batch",
-                            extra={"error": repr(exc), "retry_in": round(delay, 2)})
+                            extra={"error": repr(exc.__cause__), "retry_in": round(delay, 2)})
                 if stop.is_set():
                     return  # unacked: the broker requeues the batch when the channel closes
+                self.heartbeat = time.monotonic()
                 connection.sleep(delay)
         if self.after_commit is not None:
             self.after_commit()
@@ -187,54 +207,75 @@ class Consumer:
         channel.basic_ack(batch[-1].tag, multiple=True)
 
     def _decode(self, delivery: Delivery) -> None:
+        """Decide at once about a message that can never be applied: park it, with why."""
         try:
-            delivery.event = Event.from_json(delivery.body)
-            if delivery.event.type not in self.handlers:
-                raise PoisonEvent(f"no handler for event type {delivery.event.type}")
-            if delivery.event.version not in self.accepts(delivery.event.type):
-                raise PoisonEvent(f"no handler for {delivery.event.type} "
-                                  f"v{delivery.event.version}")
+            delivery.attempt = attempt_of(delivery.properties, self.topology.max_attempts)
+            event = Event.from_json(delivery.body)
+            if event.type not in self.handlers:
+                raise PoisonEvent(f"no handler for event type {event.type}")
+            delivery.type = event.type
+            if event.version not in self.accepts(event.type):
+                raise PoisonEvent(f"no handler for {event.type} v{event.version}")
             if self.validate is not None:
-                self.validate(delivery.event)
+                self.validate(event)
+            delivery.event = event
         except (EnvelopeError, PoisonEvent) as exc:
-            delivery.outcome, delivery.reason = "park", f"invalid event: {exc}"
+            delivery.park(f"invalid event: {exc}")
+        except RecursionError:
+            delivery.park("invalid event: data nests too deeply to validate")
+        except Exception as exc:  # noqa: BLE001 - whatever a message does, it cannot stop us
+            log.exception("unexpected error while decoding a message")
+            delivery.park(f"invalid event: {type(exc).__name__} while decoding")
 
     def _apply(self, batch: list[Delivery]) -> None:
-        """Apply the batch in one transaction; if any handler fails, redo it one by one."""
+        """Apply the batch in one transaction; retried on contention; if a handler fails or
+        contention persists, each delivery is applied in a transaction of its own."""
         todo = [d for d in batch if d.outcome != "park"]
         if not todo:
             return
-        try:
-            with self.db.unit_of_work() as uow:
-                fresh = self._record(uow, todo)
-                for delivery in todo:
-                    delivery.outcome = "applied" if delivery.event_id in fresh else "duplicate"
-                    fresh.discard(delivery.event_id)  # the same event twice in one batch
-                    if delivery.outcome == "applied":
-                        self._run_handler(uow, delivery)
-                uow.commit()
-            return
-        except DBAPIError as exc:
-            if _is_connection_error(exc):
-                raise
-        except Exception:  # noqa: BLE001 - isolated below, one savepoint per delivery
-            pass
-        with self.db.unit_of_work() as uow:
-            for delivery in todo:
-                try:
-                    with uow.session.begin_nested():
-                        if self._record(uow, [delivery]):
-                            delivery.outcome = "applied"
+        for attempt in range(CONTENTION_RETRIES):
+            try:
+                with self.db.unit_of_work() as uow:
+                    fresh = self._record(uow, todo)
+                    for delivery in todo:
+                        delivery.outcome = "applied" if delivery.event_id in fresh \
+                            else "duplicate"
+                        fresh.discard(delivery.event_id)  # the same event twice in one batch
+                        if delivery.outcome == "applied":
                             self._run_handler(uow, delivery)
-                        else:
-                            delivery.outcome = "duplicate"
-                except DBAPIError as exc:
-                    if _is_connection_error(exc):
-                        raise
+                    uow.commit()
+                return
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                kind = error_kind(exc)
+                if kind == OUTAGE:
+                    raise DatabaseOutage from exc
+                if kind != CONTENTION:
+                    break  # a handler failed: find which one below
+                metrics.CONTENDED.inc()
+                _pause(attempt)
+        for delivery in todo:
+            self._apply_one(delivery)
+
+    def _apply_one(self, delivery: Delivery) -> None:
+        for attempt in range(CONTENTION_RETRIES):
+            try:
+                with self.db.unit_of_work() as uow:
+                    if self._record(uow, [delivery]):
+                        delivery.outcome = "applied"
+                        self._run_handler(uow, delivery)
+                    else:
+                        delivery.outcome = "duplicate"
+                    uow.commit()
+                return
+            except Exception as exc:  # noqa: BLE001 - a handler's failure is the message's
+                kind = error_kind(exc)
+                if kind == OUTAGE:
+                    raise DatabaseOutage from exc
+                if kind != CONTENTION or attempt == CONTENTION_RETRIES - 1:
                     self._failed(delivery, exc)
-                except Exception as exc:  # noqa: BLE001 - a handler's failure is the message's
-                    self._failed(delivery, exc)
-            uow.commit()
+                    return
+                metrics.CONTENDED.inc()
+                _pause(attempt)
 
     @staticmethod
     def _record(uow: UnitOfWork, deliveries: list[Delivery]) -> set[uuid.UUID]:
@@ -257,8 +298,7 @@ class Consumer:
             log.warning("handler failed", exc_info=exc, extra={
                 "type": delivery.type, "attempt": delivery.attempt})
         if isinstance(exc, PoisonEvent) or delivery.attempt >= self.topology.max_attempts:
-            delivery.outcome = "park"
-            delivery.reason = f"{type(exc).__name__}: {exc}"[:500]
+            delivery.park(f"{type(exc).__name__}: {exc}")
         else:
             delivery.outcome = "retry"
 
@@ -280,10 +320,11 @@ class Consumer:
         else:
             headers[REASON_HEADER] = delivery.reason
             target = self.topology.parking_queue
-            metrics.DEAD_LETTERED.labels(delivery.type, delivery.reason.split(":")[0]).inc()
-            log.error("event parked", extra={"type": delivery.type, "reason": delivery.reason,
-                                             "event_id": delivery.event.id if delivery.event
-                                             else delivery.properties.message_id})
+            cause = "invalid" if delivery.reason.startswith("invalid event") else "handler"
+            metrics.DEAD_LETTERED.labels(delivery.type, cause).inc()
+            log.error("event parked", extra={
+                "type": delivery.type, "reason": delivery.reason,
+                "event_id": delivery.event.id if delivery.event else None})
         props = delivery.properties
         channel.basic_publish("", target, delivery.body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=pika.DeliveryMode.Persistent,
@@ -292,8 +333,6 @@ class Consumer:
         ))
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
-
-
-
+def _pause(attempt: int) -> None:
+    """A short random wait before retrying after contention, so the rivals do not meet again."""
+    time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))

@@ -5,12 +5,20 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 PUBLISHED = Counter("fleet_events_published_total", "Events confirmed by the broker", ["type"])
+REFUSED = Counter(
+    "fleet_events_refused_total", "Publishes kept in the outbox for a later attempt",
+    ["type", "reason"],
+)  # reason: unroutable (no queue bound for the type) | nacked (the broker refused it)
 CONSUMED = Counter(
     "fleet_events_consumed_total", "Deliveries handled", ["type", "outcome"]
 )  # outcome: applied | duplicate
 RETRIED = Counter("fleet_events_retried_total", "Deliveries sent to a retry queue", ["type"])
 DEAD_LETTERED = Counter(
     "fleet_events_dead_lettered_total", "Deliveries parked", ["type", "reason"]
+)  # reason: invalid (never applicable) | handler (failed every attempt)
+CONTENDED = Counter(
+    "fleet_events_contention_retries_total",
+    "Batches or deliveries tried again after a deadlock, serialization failure or lock timeout",
 )
 OUTBOX_BACKLOG = Gauge(
     "fleet_outbox_backlog", "Outbox rows not yet confirmed by the broker",

@@ -6,11 +6,17 @@ sent in the same transaction only once the broker has acked them. A crash anywhe
 commit leaves the rows unsent: they are published again, and the consumers' inbox absorbs the
 duplicate.
 
-A busy relay claims its next batch as soon as the last one is confirmed; an idle one polls every
-`poll_interval` (a cheap query on a partial index), and `wake()` lets the consumer in the same
-process hand over the events its handlers just wrote at once. PostgreSQL ``NOTIFY`` would wake
-it too, but a notifying transaction takes a database-wide lock at commit, which serialises every
-writer of the service behind one fsync.
+Events are published ``mandatory`` when some service is known to consume their type
+(`fleet_shared.contracts.subscriptions`): an event the broker cannot route to any queue (its
+consumers' queues not declared yet) comes back, and so does one the broker refuses (nack).
+Either way the row stays unsent, counted in `attempts`, and waits with exponential back-off
+(`next_attempt_at`), so one unroutable type neither loops nor holds back the others.
+
+A busy relay claims its next batch as soon as the last one is confirmed; an idle one polls
+with a pause that doubles from `poll_interval` up to `idle_poll` (a cheap query on a partial
+index), and `wake()` lets the consumer in the same process hand over the events its handlers
+just wrote at once. PostgreSQL ``NOTIFY`` would wake it too, but a notifying transaction takes
+a database-wide lock at commit, which serialises every writer of the service behind one fsync.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
@@ -32,13 +39,20 @@ from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, connection_pa
 
 log = logging.getLogger(__name__)
 
+_DUE = "sent_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
 _CLAIM = text(
-    "SELECT id, event_id, type, correlation_id, body FROM outbox WHERE sent_at IS NULL "
+    f"SELECT id, event_id, type, correlation_id, body FROM outbox WHERE {_DUE} "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 # The idle poll: one prepared round trip on the autocommit read pool, no transaction.
-_ANY_UNSENT = "SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
+_ANY_DUE = f"SELECT 1 FROM outbox WHERE {_DUE} LIMIT 1"
 _MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
+# Refused or unroutable: try again after 1, 2, 4 ... seconds, at most every REFUSED_MAX_DELAY.
+REFUSED_MAX_DELAY = 300
+_MARK_REFUSED = text(
+    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + "
+    f"least({REFUSED_MAX_DELAY}, power(2, attempts)) * interval '1 second' WHERE id = ANY(:ids)"
+)
 _BACKLOG = (
     "SELECT count(*) AS backlog, "
     "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "
@@ -60,7 +74,9 @@ class OutboxRelay:
         name: str = "relay",
         batch_size: int = 1000,
         poll_interval: float = 0.01,
+        idle_poll: float = 0.25,
         backlog_interval: float = 5.0,
+        mandatory: Callable[[str], bool] = lambda _type: True,
     ) -> None:
         self.db = db
         self.broker_url = broker_url
@@ -68,8 +84,11 @@ class OutboxRelay:
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.idle_poll = max(idle_poll, poll_interval)
         self.backlog_interval = backlog_interval
+        self.mandatory = mandatory  # must this type reach a queue? (it has known consumers)
         self.connected = threading.Event()
+        self.heartbeat = time.monotonic()  # the worker's liveness check reads it
         self._session: _RelaySession | None = None
 
     def wake(self) -> None:
@@ -77,7 +96,7 @@ class OutboxRelay:
         session = self._session
         if session is not None and self.connected.is_set():
             try:
-                session.connection.ioloop.add_callback_threadsafe(session.schedule_pump)
+                session.connection.ioloop.add_callback_threadsafe(session.wake)
             except (RuntimeError, OSError):
                 pass  # the session is closing: the next one starts by pumping anyway
 
@@ -85,6 +104,7 @@ class OutboxRelay:
         """Relay until `stop` is set, reconnecting with back-off after any outage."""
         backoff = Backoff()
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             try:
                 self._session = _RelaySession(self, stop)
                 self._session.run()
@@ -107,11 +127,14 @@ class _RelaySession:
         self.error: BaseException | None = None
         self.channel: Any = None
         self.tx_conn: Connection | None = None
-        self.outstanding: dict[int, tuple[int, str]] = {}  # delivery tag -> (row id, type)
+        # delivery tag -> (row id, type, event id)
+        self.outstanding: dict[int, tuple[int, str, str]] = {}
         self.acked: list[tuple[int, str]] = []
-        self.nacked = 0
+        self.refused: list[tuple[int, str]] = []
+        self.returned: set[str] = set()  # event ids the broker could not route
         self.next_tag = 1
         self.pump_scheduled = False
+        self.poll_delay = relay.poll_interval
         self.last_backlog = 0.0
         self.closing = False
         params = connection_parameters(relay.broker_url, relay.name)
@@ -162,6 +185,7 @@ class _RelaySession:
     def _on_channel_open(self, channel: Any) -> None:
         self.channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
         channel.exchange_declare(self.relay.exchange, exchange_type="topic", durable=True,
                                  callback=lambda _frame: channel.confirm_delivery(
                                      self._on_confirm, callback=self._on_confirm_mode))
@@ -178,6 +202,7 @@ class _RelaySession:
 
     def _tick(self) -> None:
         """Periodic: notice a stop request, else poll for rows written since the last look."""
+        self.relay.heartbeat = time.monotonic()
         if self.stop.is_set():
             if not self.outstanding:
                 self._close()
@@ -185,7 +210,12 @@ class _RelaySession:
                 self.connection.ioloop.call_later(self.relay.poll_interval, self._tick)
             return
         self.schedule_pump()
-        self.connection.ioloop.call_later(self.relay.poll_interval, self._tick)
+        self.connection.ioloop.call_later(self.poll_delay, self._tick)
+
+    def wake(self) -> None:
+        """New rows are known to wait: look now, and keep looking often for a while."""
+        self.poll_delay = self.relay.poll_interval
+        self.schedule_pump()
 
     def schedule_pump(self) -> None:
         if not self.pump_scheduled and not self.outstanding and not self.closing:
@@ -198,17 +228,21 @@ class _RelaySession:
             return
         try:
             self._report_backlog()
-            if not self.relay.db.read(_ANY_UNSENT):
-                return
-            self.tx_conn = self.relay.db.engine.connect()
-            rows = self.tx_conn.execute(_CLAIM, {"limit": self.relay.batch_size}).all()
+            rows: Sequence[Any] = []
+            if self.relay.db.read(_ANY_DUE):
+                self.tx_conn = self.relay.db.engine.connect()
+                rows = self.tx_conn.execute(_CLAIM, {"limit": self.relay.batch_size}).all()
         except (DBAPIError, psycopg.Error) as exc:
             self._fail(exc)
             return
         if not rows:
             self._rollback()
+            # Idle: look again after a pause that doubles up to idle_poll.
+            self.poll_delay = min(self.poll_delay * 2, self.relay.idle_poll)
             return
+        self.poll_delay = self.relay.poll_interval
         for row in rows:
+            event_id = str(row.event_id)
             self.channel.basic_publish(
                 self.relay.exchange,
                 routing_key=row.type,
@@ -216,14 +250,19 @@ class _RelaySession:
                 properties=pika.BasicProperties(
                     content_type="application/json",
                     delivery_mode=pika.DeliveryMode.Persistent,
-                    message_id=str(row.event_id),
+                    message_id=event_id,
                     type=row.type,
                     correlation_id=row.correlation_id,
                     timestamp=int(time.time()),
                 ),
+                mandatory=self.relay.mandatory(row.type),
             )
-            self.outstanding[self.next_tag] = (row.id, row.type)
+            self.outstanding[self.next_tag] = (row.id, row.type, event_id)
             self.next_tag += 1
+
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        """The broker routed this mandatory message to no queue; its ack follows."""
+        self.returned.add(properties.message_id)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
@@ -236,10 +275,16 @@ class _RelaySession:
             entry = self.outstanding.pop(tag, None)
             if entry is None:
                 continue
-            if isinstance(method, Basic.Ack):
-                self.acked.append(entry)
+            row_id, event_type, event_id = entry
+            if not isinstance(method, Basic.Ack):
+                self.refused.append((row_id, event_type))
+                metrics.REFUSED.labels(event_type, "nacked").inc()
+            elif event_id in self.returned:
+                self.returned.discard(event_id)
+                self.refused.append((row_id, event_type))
+                metrics.REFUSED.labels(event_type, "unroutable").inc()
             else:
-                self.nacked += 1
+                self.acked.append((row_id, event_type))
         if not self.outstanding:
             self._finish_batch()
 
@@ -248,6 +293,9 @@ class _RelaySession:
         try:
             if self.acked:
                 self.tx_conn.execute(_MARK_SENT, {"ids": [row_id for row_id, _ in self.acked]})
+            if self.refused:
+                self.tx_conn.execute(_MARK_REFUSED,
+                                     {"ids": [row_id for row_id, _ in self.refused]})
             self.tx_conn.commit()
         except (DBAPIError, psycopg.Error) as exc:
             # Published but not marked: they go out again, and the inboxes absorb them.
@@ -257,11 +305,14 @@ class _RelaySession:
             self._rollback()
         for _row_id, event_type in self.acked:
             metrics.PUBLISHED.labels(event_type).inc()
-        if self.nacked:
-            log.warning("broker refused events; they stay in the outbox",
-                        extra={"count": self.nacked})
+        if self.refused:
+            log.warning("the broker refused or could not route events; they stay in the "
+                        "outbox and are tried again with back-off", extra={
+                            "count": len(self.refused),
+                            "types": sorted({event_type for _, event_type in self.refused})})
         self.acked = []
-        self.nacked = 0
+        self.refused = []
+        self.returned.clear()
         self.schedule_pump()  # more may be waiting: don't wait for the next tick
 
     def _rollback(self) -> None:

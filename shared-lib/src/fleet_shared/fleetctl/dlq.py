@@ -55,7 +55,7 @@ def describe(position: int, properties: pika.BasicProperties, body: bytes) -> Pa
         decoded = json.loads(body)
         if isinstance(decoded, dict):
             envelope = decoded
-    except ValueError:
+    except (ValueError, RecursionError):  # parked because it is not JSON, or nests too deep
         pass
     reason = headers.get(REASON_HEADER)
     if reason is None and headers.get("x-death"):
@@ -63,7 +63,7 @@ def describe(position: int, properties: pika.BasicProperties, body: bytes) -> Pa
         reason = f"broker: {_text(headers['x-death'][0].get('reason', 'dead-lettered'))}"
     try:
         attempts = int(headers.get(ATTEMPT_HEADER, 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         attempts = 1
     return ParkedMessage(
         position=position,

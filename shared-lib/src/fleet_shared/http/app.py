@@ -51,7 +51,7 @@ def create_service_app(
     app.config["RESTFUL_JSON"] = {"separators": (",", ":")}
     key = settings["JWT_SECRET"] if settings["JWT_ALGORITHM"] == "HS256" \
         else settings["JWT_PUBLIC_KEY"]
-    fleet = Fleet(service, settings, Database(settings["DATABASE_URL"], settings["DB_POOL_SIZE"]),
+    fleet = Fleet(service, settings, Database.from_settings(settings),
                   TokenVerifier(settings["JWT_ALGORITHM"], key))
     app.extensions["fleet"] = fleet
 
