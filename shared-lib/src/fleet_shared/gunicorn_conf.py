@@ -53,3 +53,11 @@ def on_starting(server: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A gracefully stopping worker flushes its buffered request metrics first."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    metrics = extensions.get("fleet.metrics")
+    if metrics is not None:
+        metrics.flush()

@@ -222,4 +222,4 @@ class Worker:
         try:
             loop(self.stop)
         except BaseException:  # noqa: BLE001 - logged here; the watchdog stops the worker
-            log.exception("worker thread died", extra={"thread": name})
+            log.exception("worker thread died", extra={"worker_thread": name})

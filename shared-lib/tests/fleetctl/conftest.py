@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -26,9 +27,12 @@ def run_dir() -> Iterator[Path]:
 @pytest.fixture()
 def fleet_env(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> dict[str, str]:
     """fleetctl's variables pointed at nothing shared: the test's run dir, no inherited URLs."""
+    # Replicas and port bases, fleet-wide and per service: any of them moves the ports.
+    layout = [name for name in os.environ if name.startswith("FLEET_")
+              and name.endswith(("_REPLICAS", "_PORT_BASE"))]
     for name in ("BROKER_URL", "DATABASE_URL", "JWT_SECRET", "FLEET_JWT_SECRET",
-                 "FLEET_SERVICES", "FLEET_PORT_BASE", "FLEET_API_REPLICAS", "FLEET_GATEWAY_PORT",
-                 "EVENT_EXCHANGE", "EVENT_RETRY_DELAYS_MS"):
+                 "FLEET_SERVICES", "FLEET_GATEWAY_PORT", "EVENT_EXCHANGE",
+                 "EVENT_RETRY_DELAYS_MS", *layout):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FLEET_RUN_DIR", str(run_dir))
     return {"FLEET_RUN_DIR": str(run_dir)}

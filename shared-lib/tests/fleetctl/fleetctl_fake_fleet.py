@@ -1,7 +1,8 @@
 """A supervisor over stand-in processes, run as a script by the supervisor tests.
 
 ``python fleetctl_fake_fleet.py '<json plan>'``: the plan names each process, its port and,
-optionally, an exit status it fails with at once. Each stand-in serves 200 on every GET
+optionally, its kind (``api`` unless said) and an exit status it fails with at once. Every
+process belongs to the service ``fake``. Each stand-in serves 200 on every GET
 (its probe) and exits 0 on SIGTERM, like the real api and worker.
 """
 
@@ -48,7 +49,7 @@ def spec(config: LocalConfig, name: str, kind: str, port: int, fail: int | None)
 def main() -> None:
     plan = json.loads(sys.argv[1])
     config = LocalConfig.from_env()
-    services = [spec(config, p["name"], "api", p["port"], p.get("fail"))
+    services = [spec(config, p["name"], p.get("kind", "api"), p["port"], p.get("fail"))
                 for p in plan["processes"]]
     gateway = spec(config, "gateway", "gateway", plan["gateway"], None)
     Path(config.run_dir).mkdir(parents=True, exist_ok=True)

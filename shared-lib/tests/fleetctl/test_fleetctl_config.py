@@ -1,4 +1,5 @@
-"""fleetctl's local configuration: the port scheme, the per-service credentials, bad values."""
+"""fleetctl's local configuration: the port scheme, replicas, the per-service credentials, bad
+values."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ def config(**env: str) -> LocalConfig:
 def test_default_ports_follow_the_documented_scheme() -> None:
     local = config()
     assert local.api_ports("inventory") == [8111, 8112]
-    assert local.worker_port("inventory") == 8119
+    assert local.worker_ports("inventory") == [8119]
     assert local.api_ports("shipping") == [8121, 8122]
-    assert local.worker_port("shipping") == 8129
+    assert local.worker_ports("shipping") == [8129]
     assert local.api_ports("support") == [8131, 8132]
-    assert local.worker_port("support") == 8139
+    assert local.worker_ports("support") == [8139]
     assert local.gateway_port == 8080
     assert local.upstreams()["inventory"] == ["127.0.0.1:8111", "127.0.0.1:8112"]
 
@@ -30,10 +31,46 @@ def test_ports_move_with_the_base_per_service_and_with_replicas() -> None:
     local = config(FLEET_PORT_BASE="20000", FLEET_SHIPPING_PORT_BASE="30000",
                    FLEET_API_REPLICAS="3", FLEET_GATEWAY_PORT="20080")
     assert local.api_ports("inventory") == [20011, 20012, 20013]
-    assert local.worker_port("inventory") == 20019
+    assert local.worker_ports("inventory") == [20019]
     assert local.api_ports("shipping") == [30001, 30002, 30003]
-    assert local.worker_port("shipping") == 30009
+    assert local.worker_ports("shipping") == [30009]
     assert local.gateway_url == "http://127.0.0.1:20080"
+
+
+def test_worker_replicas_step_100_ports_above_the_first() -> None:
+    local = config(FLEET_WORKER_REPLICAS="3")
+    assert local.worker_ports("inventory") == [8119, 8219, 8319]
+    assert local.worker_ports("shipping") == [8129, 8229, 8329]
+    assert local.worker_ports("support") == [8139, 8239, 8339]
+    assert local.api_ports("inventory") == [8111, 8112]
+    moved = config(FLEET_WORKER_REPLICAS="2", FLEET_SHIPPING_PORT_BASE="30000")
+    assert moved.worker_ports("shipping") == [30009, 30109]
+
+
+def test_no_replica_port_meets_another_with_every_service_at_the_maximum() -> None:
+    local = config(FLEET_API_REPLICAS="8", FLEET_WORKER_REPLICAS="8")
+    ports = [local.gateway_port, *(r.port for s in local.services for r in local.replicas(s))]
+    assert len(ports) == len(set(ports)) == 1 + len(local.services) * 16
+
+
+def test_a_service_can_override_the_fleet_wide_replicas() -> None:
+    local = config(FLEET_WORKER_REPLICAS="2", FLEET_SHIPPING_WORKER_REPLICAS="4",
+                   FLEET_SUPPORT_API_REPLICAS="1")
+    assert local.worker_replicas["inventory"] == 2
+    assert local.worker_replicas["shipping"] == 4
+    assert local.worker_replicas["support"] == 2
+    assert local.api_ports("support") == [8131]
+    assert local.upstreams()["support"] == ["127.0.0.1:8131"]
+    assert local.api_ports("inventory") == [8111, 8112]
+
+
+def test_replicas_name_each_process_of_a_service() -> None:
+    local = config(FLEET_INVENTORY_WORKER_REPLICAS="2")
+    assert [(r.name, r.kind, r.port) for r in local.replicas("inventory")] == [
+        ("inventory-api-1", "api", 8111), ("inventory-api-2", "api", 8112),
+        ("inventory-worker-1", "worker", 8119), ("inventory-worker-2", "worker", 8219)]
+    assert [r.name for r in local.replicas("shipping")] == [
+        "shipping-api-1", "shipping-api-2", "shipping-worker-1"]
 
 
 def test_each_service_gets_its_own_role_and_database() -> None:
@@ -71,6 +108,21 @@ def test_defaults_put_the_run_dir_in_the_repository() -> None:
 @pytest.mark.parametrize(("env", "message"), [
     ({"FLEET_API_REPLICAS": "0"}, "FLEET_API_REPLICAS='0' is invalid"),
     ({"FLEET_API_REPLICAS": "two"}, "FLEET_API_REPLICAS='two' is invalid"),
+    ({"FLEET_API_REPLICAS": "9"}, "FLEET_API_REPLICAS='9' is invalid: must be between 1 and 8"),
+    ({"FLEET_SHIPPING_API_REPLICAS": "0"}, "FLEET_SHIPPING_API_REPLICAS='0' is invalid"),
+    ({"FLEET_WORKER_REPLICAS": "0"}, "FLEET_WORKER_REPLICAS='0' is invalid"),
+    ({"FLEET_WORKER_REPLICAS": "9"},
+     "FLEET_WORKER_REPLICAS='9' is invalid: must be between 1 and 8"),
+    ({"FLEET_WORKER_REPLICAS": "many"}, "FLEET_WORKER_REPLICAS='many' is invalid"),
+    ({"FLEET_INVENTORY_WORKER_REPLICAS": "12"},
+     "FLEET_INVENTORY_WORKER_REPLICAS='12' is invalid: must be between 1 and 8"),
+    ({"FLEET_WORKER_REPLICAS": "2", "FLEET_SUPPORT_WORKER_REPLICAS": "-1"},
+     "FLEET_SUPPORT_WORKER_REPLICAS='-1' is invalid"),
+    ({"FLEET_PORT_BASE": "65400", "FLEET_WORKER_REPLICAS": "2"},
+     "FLEET_WORKER_REPLICAS='2' is invalid: support worker 2 would listen on port 65539"),
+    ({"FLEET_INVENTORY_PORT_BASE": "65500", "FLEET_INVENTORY_WORKER_REPLICAS": "2"},
+     "FLEET_INVENTORY_WORKER_REPLICAS='2' is invalid: inventory worker 2 would listen on "
+     "port 65609"),
     ({"FLEET_PORT_BASE": "80"}, "FLEET_PORT_BASE='80' is invalid"),
     ({"FLEET_SERVICES": "billing"}, "FLEET_SERVICES names 'billing', which is not installed"),
     ({"FLEET_BROKER_URL": "http://x"}, "FLEET_BROKER_URL is invalid"),

@@ -61,6 +61,31 @@ def test_a_taken_port_is_reported(fleet_env: dict[str, str]) -> None:
         assert [p for p in prereqs.check_ports(local) if f"port {port} (the gateway)" in p]
 
 
+def test_a_taken_worker_replica_port_is_reported_by_its_process_name(
+    fleet_env: dict[str, str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        # Inventory's second worker lands on the taken port (base + 9 + 100).
+        local = LocalConfig.from_env({**fleet_env, "FLEET_PORT_BASE": "41000",
+                                      "FLEET_GATEWAY_PORT": "41080",
+                                      "FLEET_INVENTORY_PORT_BASE": str(port - 109),
+                                      "FLEET_INVENTORY_WORKER_REPLICAS": "2"})
+        assert [p for p in prereqs.check_ports(local)
+                if p.startswith(f"port {port} (inventory-worker-2) is already in use")]
+
+
+def test_two_processes_given_one_port_are_reported(fleet_env: dict[str, str]) -> None:
+    # Shipping moved to where inventory's second worker already is.
+    local = LocalConfig.from_env({**fleet_env, "FLEET_PORT_BASE": "41000",
+                                  "FLEET_GATEWAY_PORT": "41080", "FLEET_WORKER_REPLICAS": "2",
+                                  "FLEET_SHIPPING_PORT_BASE": "41110"})
+    assert "port 41119 is planned for both inventory-worker-2 and shipping-worker-1; move one " \
+        "service with FLEET_<SVC>_PORT_BASE, or run fewer replicas" in prereqs.check_ports(local)
+
+
 def test_up_without_dependencies_prints_one_line_each_and_starts_nothing(
     fleet_env: dict[str, str], run_dir: Path, closed_port: int,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -5,97 +5,32 @@ from __future__ import annotations
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pika
 import pytest
-from sqlalchemy import text
+from broker_harness import (
+    EVENT_TYPE,
+    counter,
+    declare,
+    effects,
+    make_consumer,
+    publish_raw,
+    queue_depth,
+    running,
+    unsent,
+    write_events,
+)
 
-from fleet_shared.db import Database, UnitOfWork
+from fleet_shared.db import Database
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import Topology
-from fleet_shared.events.consumer import REASON_HEADER, Consumer
+from fleet_shared.events.consumer import REASON_HEADER
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay, _RelaySession
 from fleet_shared.testing import wait_for
 
-EVENT_TYPE = "test.thing.happened"
-
 pytestmark = pytest.mark.integration
-
-
-def record_effect(uow: UnitOfWork, event: Event) -> None:
-    if event.data["value"] < 0:
-        raise ValueError("negative values are poison")
-    uow.session.execute(text("INSERT INTO effects VALUES (:id, :value)"),
-                        {"id": event.id, "value": event.data["value"]})
-
-
-@contextmanager
-def running(target: Callable[[threading.Event], None]) -> Iterator[threading.Event]:
-    stop = threading.Event()
-    thread = threading.Thread(target=target, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive(), "did not stop within 15 s of the stop request"
-
-
-def make_consumer(db: Database, topology: Topology, broker_url: str) -> Consumer:
-    return Consumer(db, topology, {EVENT_TYPE: record_effect}, broker_url, prefetch=50)
-
-
-def declare(topology: Topology, broker_url: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    topology.declare(connection.channel())
-    connection.close()
-
-
-def publish_raw(broker_url: str, exchange: str, body: str | bytes,
-                routing_key: str = EVENT_TYPE) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(exchange, routing_key, body,
-                          pika.BasicProperties(delivery_mode=2, type=routing_key))
-    connection.close()
-
-
-def write_events(db: Database, values: list[int]) -> list[Event]:
-    events = [Event.new(EVENT_TYPE, {"value": v}, source="test") for v in values]
-    with db.unit_of_work() as uow:
-        for event in events:
-            uow.publish(event)
-        uow.commit()
-    return events
-
-
-def effects(db: Database) -> list[tuple[str, int]]:
-    with db.read_engine.connect() as conn:
-        return [(str(r[0]), r[1]) for r in conn.execute(text("SELECT * FROM effects"))]
-
-
-def unsent(db: Database) -> int:
-    with db.read_engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
-                   .scalar_one())
-
-
-def queue_depth(broker_url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    depth = connection.channel().queue_declare(queue, passive=True).method.message_count
-    connection.close()
-    return int(depth)
-
-
-def counter(metric: Any, *labels: str) -> float:
-    return float(metric.labels(*labels)._value.get())
 
 
 def test_outbox_reaches_the_consumer_once(db: Database, topology: Topology,

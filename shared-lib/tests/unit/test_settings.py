@@ -60,3 +60,24 @@ def test_a_bad_setting_stops_the_process_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "configuration error: DATABASE_URL is required but not set"]
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300),
+                                              ("24h", 86400), ("7d", 604800), (" 2 s ", 2)])
+def test_durations_carry_their_unit(raw: str, seconds: float) -> None:
+    settings = load_settings(common_settings("support"), {**PROD, "DB_LOCK_TIMEOUT": raw})
+    assert settings["DB_LOCK_TIMEOUT"] == seconds
+
+
+@pytest.mark.parametrize("raw", ["30", "0s", "-5s", "1.5s", "5 minutes", "1e9d"])
+def test_a_malformed_duration_names_the_setting(raw: str) -> None:
+    with pytest.raises(ConfigError, match="^INBOX_RETENTION='.*' is invalid: must be"):
+        load_settings(common_settings("support"), {**PROD, "INBOX_RETENTION": raw})
+
+
+def test_database_timeouts_and_retention_have_defaults() -> None:
+    settings = load_settings(common_settings("inventory"), PROD)
+    assert (settings["DB_CONNECT_TIMEOUT"], settings["DB_STATEMENT_TIMEOUT"],
+            settings["DB_LOCK_TIMEOUT"]) == (5, 30, 5)
+    assert (settings["OUTBOX_RETENTION"], settings["INBOX_RETENTION"],
+            settings["IDEMPOTENCY_RETENTION"]) == (3600, 7 * 86400, 86400)

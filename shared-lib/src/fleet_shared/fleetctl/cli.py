@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     restart = commands.add_parser("restart", help="rolling restart of processes or services "
                                   "through the running supervisor")
     restart.add_argument("names", nargs="+", metavar="NAME",
-                         help="a process (inventory-api-1, gateway) or a service (inventory)")
+                         help="a process (inventory-api-1, gateway), every replica of a kind "
+                         "(inventory-worker) or a service (inventory)")
 
     token = commands.add_parser("token", help="print a development JWT")
     token.add_argument("--sub", required=True, help="the subject claim")

@@ -5,11 +5,16 @@ Everything comes from ``FLEET_*`` environment variables with development default
 the run directory, the ports, the database prefix and the broker vhost
 (docs/fleetctl.md lists every variable).
 
+Replicas: ``FLEET_API_REPLICAS`` (2) api and ``FLEET_WORKER_REPLICAS`` (1) worker processes per
+service, at most 8 of each; ``FLEET_<SVC>_API_REPLICAS`` and ``FLEET_<SVC>_WORKER_REPLICAS``
+override them for one service.
+
 Ports: service number ``n`` (inventory 1, shipping 2, support 3, any other installed service
 after them) gets ``FLEET_PORT_BASE + 10*n + r`` for api replica ``r`` (1..8) and
-``FLEET_PORT_BASE + 10*n + 9`` for its worker's health port: 8111/8112/8119 for inventory,
-8121/8122/8129 for shipping, 8131/8132/8139 for support. ``FLEET_<SVC>_PORT_BASE`` moves one
-service (its api replicas are then base+1.., its worker base+9).
+``FLEET_PORT_BASE + 10*n + 9 + 100*(r-1)`` for worker replica ``r``'s health port:
+8111/8112/8119 for inventory, 8121/8122/8129 for shipping, 8131/8132/8139 for support, and
+8219, 8319, ... for inventory's second, third worker. ``FLEET_<SVC>_PORT_BASE`` moves one
+service (its api replicas are then base+1.., its workers base+9, base+109, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ from fleet_shared.settings import common_settings
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 MAX_REPLICAS = 8
+HIGHEST_PORT = 65535
+# A worker's health port sits in the last slot of its service's block of ten (base+9); each
+# further replica goes 100 higher, into the same slot of a block no service uses while there
+# are fewer than ten services, so it meets no api port and no other service's worker.
+WORKER_PORT_OFFSET = 9
+WORKER_REPLICA_STRIDE = 100
+KINDS = ("api", "worker")
 
 
 def development_default(name: str) -> str:
@@ -80,6 +92,22 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+def _replicas_variable(environ: Mapping[str, str], service: str, kind: str) -> str:
+    """The variable that sets how many `kind` processes `service` runs: its own, else the
+    fleet-wide one."""
+    own = f"FLEET_{service.upper()}_{kind.upper()}_REPLICAS"
+    return own if environ.get(own) else f"FLEET_{kind.upper()}_REPLICAS"
+
+
+def _replicas(environ: Mapping[str, str], services: list[str], kind: str,
+              default: int) -> dict[str, int]:
+    """Processes of `kind` per service, as a Kubernetes HPA would scale each Deployment."""
+    overall = _int(environ, f"FLEET_{kind.upper()}_REPLICAS", default, 1, MAX_REPLICAS)
+    return {name: _int(environ, f"FLEET_{name.upper()}_{kind.upper()}_REPLICAS", overall, 1,
+                       MAX_REPLICAS)
+            for name in services}
+
+
 def _url(environ: Mapping[str, str], name: str, default: str, *schemes: str) -> str:
     value = environ.get(name) or default
     parts = urlsplit(value)
@@ -89,10 +117,25 @@ def _url(environ: Mapping[str, str], name: str, default: str, *schemes: str) -> 
 
 
 @dataclass(frozen=True)
+class Replica:
+    """One of a service's processes: its kind, its number (1..N) and the port it listens on."""
+
+    service: str
+    kind: str  # api | worker
+    number: int
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.kind}-{self.number}"
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     run_dir: Path
     services: tuple[str, ...]
-    api_replicas: int
+    api_replicas: Mapping[str, int]
+    worker_replicas: Mapping[str, int]
     port_bases: Mapping[str, int]
     gateway_port: int
     gateway_rate: str
@@ -138,10 +181,11 @@ class LocalConfig:
             ready_timeout = float(env.get("FLEET_READY_TIMEOUT") or 120)
         except ValueError:
             raise CommandError("FLEET_READY_TIMEOUT is invalid: must be seconds", 2) from None
-        return cls(
+        config = cls(
             run_dir=Path(env.get("FLEET_RUN_DIR") or default_run).resolve(),
             services=services,
-            api_replicas=_int(env, "FLEET_API_REPLICAS", 2, 1, MAX_REPLICAS),
+            api_replicas=_replicas(env, slots, "api", 2),
+            worker_replicas=_replicas(env, slots, "worker", 1),
             port_bases=port_bases,
             gateway_port=_int(env, "FLEET_GATEWAY_PORT", 8080, 1, 65535),
             gateway_rate=env.get("FLEET_GATEWAY_RATE") or "100r/s",
@@ -154,6 +198,19 @@ class LocalConfig:
             ready_timeout=ready_timeout,
             environ=env,
         )
+        config._check_worker_ports_fit()
+        return config
+
+    def _check_worker_ports_fit(self) -> None:
+        """The port bases are bounded so one worker fits below 65535; more replicas may not."""
+        for service in self.services:
+            highest = self.worker_ports(service)[-1]
+            if highest > HIGHEST_PORT:
+                variable = _replicas_variable(self.environ, service, "worker")
+                raise CommandError(
+                    f"{variable}={self.environ.get(variable)!r} is invalid: {service} worker "
+                    f"{self.worker_replicas[service]} would listen on port {highest}, above "
+                    f"{HIGHEST_PORT} (use fewer replicas or a lower port base)", 2)
 
     # --- places -----------------------------------------------------------------------------
 
@@ -180,10 +237,19 @@ class LocalConfig:
     # --- ports ------------------------------------------------------------------------------
 
     def api_ports(self, service: str) -> list[int]:
-        return [self.port_bases[service] + r for r in range(1, self.api_replicas + 1)]
+        return [self.port_bases[service] + r
+                for r in range(1, self.api_replicas[service] + 1)]
 
-    def worker_port(self, service: str) -> int:
-        return self.port_bases[service] + 9
+    def worker_ports(self, service: str) -> list[int]:
+        first = self.port_bases[service] + WORKER_PORT_OFFSET
+        return [first + WORKER_REPLICA_STRIDE * (r - 1)
+                for r in range(1, self.worker_replicas[service] + 1)]
+
+    def replicas(self, service: str) -> list[Replica]:
+        """Every process of `service`, its api replicas first, each with its port."""
+        ports = {"api": self.api_ports(service), "worker": self.worker_ports(service)}
+        return [Replica(service, kind, number, port)
+                for kind in KINDS for number, port in enumerate(ports[kind], start=1)]
 
     def upstreams(self) -> dict[str, list[str]]:
         """Every gateway route's api addresses; a service not run here gets its ports anyway

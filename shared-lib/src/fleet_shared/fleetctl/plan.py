@@ -1,9 +1,10 @@
 """What the local fleet runs: one `ProcessSpec` per process, and the gateway's configuration.
 
-Per service: ``FLEET_API_REPLICAS`` api processes (``<svc> api``), each on its own port so the
-gateway can retry an idempotent request on another while one restarts, and one worker
-(``<svc> worker``) with its own health port. Then NGINX, rendered from the same template the
-gateway image uses.
+Per service: ``FLEET_API_REPLICAS`` api processes (``<svc> api``, named ``<svc>-api-<r>``),
+each on its own port so the gateway can retry an idempotent request on another while one
+restarts, and ``FLEET_WORKER_REPLICAS`` workers (``<svc> worker``, named ``<svc>-worker-<r>``),
+each with its own health port, competing for the service's queue as the pods of a scaled
+worker Deployment do. Then NGINX, rendered from the same template the gateway image uses.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet_shared import gateway
-from fleet_shared.fleetctl.config import LocalConfig
+from fleet_shared.fleetctl.config import LocalConfig, Replica
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.provision import service_command
 from fleet_shared.http.metrics import multiprocess_dir
@@ -24,7 +25,7 @@ from fleet_shared.http.metrics import multiprocess_dir
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    name: str  # inventory-api-1, inventory-worker, gateway
+    name: str  # inventory-api-1, inventory-worker-1, gateway
     kind: str  # api | worker | gateway
     service: str | None
     argv: list[str]
@@ -47,30 +48,28 @@ def _graceful_timeout(config: LocalConfig) -> float:
 
 
 def service_processes(config: LocalConfig) -> list[ProcessSpec]:
-    specs = []
     timeout = _graceful_timeout(config)
-    for service in config.services:
-        for replica, port in enumerate(config.api_ports(service), start=1):
-            name = f"{service}-api-{replica}"
-            metrics = multiprocess_dir(f"{config.run_dir.name}-{name}")
-            specs.append(ProcessSpec(
-                name=name, kind="api", service=service,
-                argv=service_command(service, "api"),
-                env=config.service_env(service, PORT=str(port),
-                                       PROMETHEUS_MULTIPROC_DIR=str(metrics)),
-                port=port, ready_url=f"http://127.0.0.1:{port}/readyz",
-                log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout,
-                # The metrics module opens its files in this directory at import time.
-                dirs=(metrics,)))
-        port = config.worker_port(service)
-        name = f"{service}-worker"
-        specs.append(ProcessSpec(
-            name=name, kind="worker", service=service,
-            argv=service_command(service, "worker"),
-            env=config.service_env(service, HEALTH_PORT=str(port)),
-            port=port, ready_url=f"http://127.0.0.1:{port}/readyz",
-            log_path=config.logs_dir / f"{name}.log", stop_timeout=timeout))
-    return specs
+    return [_service_process(config, replica, timeout)
+            for service in config.services for replica in config.replicas(service)]
+
+
+def _service_process(config: LocalConfig, replica: Replica, timeout: float) -> ProcessSpec:
+    """One replica: its service's environment with its own port (``PORT`` for an api,
+    ``HEALTH_PORT`` for a worker)."""
+    dirs: tuple[Path, ...] = ()
+    if replica.kind == "api":
+        metrics = multiprocess_dir(f"{config.run_dir.name}-{replica.name}")
+        env = config.service_env(replica.service, PORT=str(replica.port),
+                                 PROMETHEUS_MULTIPROC_DIR=str(metrics))
+        # The metrics module opens its files in this directory at import time.
+        dirs = (metrics,)
+    else:
+        env = config.service_env(replica.service, HEALTH_PORT=str(replica.port))
+    return ProcessSpec(
+        name=replica.name, kind=replica.kind, service=replica.service,
+        argv=service_command(replica.service, replica.kind), env=env,
+        port=replica.port, ready_url=f"http://127.0.0.1:{replica.port}/readyz",
+        log_path=config.logs_dir / f"{replica.name}.log", stop_timeout=timeout, dirs=dirs)
 
 
 def write_gateway_config(config: LocalConfig) -> Path:

@@ -87,22 +87,39 @@ def check_services(services: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def planned_ports(config: LocalConfig) -> list[tuple[int, str]]:
+    """Every port the fleet will listen on, with the process that will listen there."""
+    return [(config.gateway_port, "the gateway"),
+            *((replica.port, replica.name)
+              for service in config.services for replica in config.replicas(service))]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def check_ports(config: LocalConfig) -> list[str]:
-    """Every port the fleet will listen on is free (another fleet, or something else?)."""
+    """Every port the fleet will listen on is free (another fleet, or something else?), and
+    no two of its processes were given the same one (a moved service's block can overlap
+    another's worker replicas)."""
     problems = []
-    wanted = [(config.gateway_port, "the gateway")]
-    for service in config.services:
-        wanted += [(port, f"{service} api") for port in config.api_ports(service)]
-        wanted.append((config.worker_port(service), f"{service} worker health"))
-    for port, what in wanted:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                problems.append(f"port {port} ({what}) is already in use; stop what listens "
-                                "there (another fleet? `fleetctl down`) or set FLEET_PORT_BASE / "
-                                "FLEET_GATEWAY_PORT")
+    owners: dict[int, str] = {}
+    for port, what in planned_ports(config):
+        if port in owners:
+            problems.append(f"port {port} is planned for both {owners[port]} and {what}; move "
+                            "one service with FLEET_<SVC>_PORT_BASE, or run fewer replicas")
+            continue
+        owners[port] = what
+        if not _port_free(port):
+            problems.append(f"port {port} ({what}) is already in use; stop what listens "
+                            "there (another fleet? `fleetctl down`) or set FLEET_PORT_BASE / "
+                            "FLEET_GATEWAY_PORT")
     return problems
 
 

@@ -1,8 +1,10 @@
 """``fleetctl restart NAME...``: a rolling restart through the running supervisor.
 
-NAME is a process (``inventory-api-1``, ``gateway``) or a service (all its processes, one at a
-time). Each is stopped gracefully and started again by the supervisor, and the next one waits
-until the new process answers its probe, so a service with two api replicas keeps serving.
+NAME is a process (``inventory-api-1``, ``gateway``), a kind (``inventory-worker``: every
+worker replica of inventory) or a service (all its processes). Each is stopped gracefully and
+started again by the supervisor, and the next one waits until the new process answers its
+probe, so a service with two api replicas keeps serving and a kind with several replicas
+keeps consuming.
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ from fleet_shared.fleetctl.console import CommandError, say
 from fleet_shared.fleetctl.state import read_state, run_dir_in_use
 
 
-def _targets(state: dict[str, Any], names: list[str]) -> list[str]:
-    processes = [p["name"] for p in state.get("processes", [])]
+def _named(process: dict[str, Any], name: str) -> bool:
+    """Does `name` pick this process: its own name, its service's, or its kind's
+    (``<svc>-<kind>``)?"""
+    service = process.get("service")
+    groups = () if service is None else (service, f"{service}-{process.get('kind')}")
+    return name == process["name"] or name in groups
+
+
+def targets(state: dict[str, Any], names: list[str]) -> list[str]:
+    """The processes `names` pick, in the supervisor's order, each once."""
+    processes: list[dict[str, Any]] = state.get("processes", [])
     chosen: list[str] = []
     for name in names:
-        matches = [p for p in processes
-                   if p == name or any(q["name"] == p and q.get("service") == name
-                                       for q in state["processes"])]
+        matches = [p["name"] for p in processes if _named(p, name)]
         if not matches:
-            raise CommandError(f"no process or service named {name!r} "
-                               f"(processes: {', '.join(processes)})", 2)
+            raise CommandError(f"no process, kind or service named {name!r} (processes: "
+                               f"{', '.join(p['name'] for p in processes)})", 2)
         chosen += [m for m in matches if m not in chosen]
     return chosen
 
@@ -50,7 +59,7 @@ def restart(config: LocalConfig, names: list[str], timeout: float = 90.0) -> int
     state = read_state(config.state_path)
     if state is None or not run_dir_in_use(config.run_dir):
         raise CommandError(f"no local fleet is running in {config.run_dir}")
-    for name in _targets(state, names):
+    for name in targets(state, names):
         old = _process(config, name).get("pid")
         request_restart(config, name)
         deadline = time.monotonic() + timeout

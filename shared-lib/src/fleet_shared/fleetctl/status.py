@@ -1,6 +1,7 @@
 """``fleetctl status``: is every process up and ready, and is any work piling up?
 
-Per process: pid, port, alive, and its probe (``/readyz``, the gateway's ``/healthz``).
+Per process (each api and worker replica, ``<svc>-<kind>-<r>``, and the gateway): pid, port,
+alive, restarts and its probe (``/readyz``, the gateway's ``/healthz``).
 Per service: messages ready in its queue, waiting in its retry queues and parked, and its
 outbox backlog (rows with ``sent_at IS NULL``). Exit status 1 when something is not ready.
 
