@@ -6,7 +6,7 @@ import secrets
 import sys
 from collections.abc import Callable
 
-from benchmarks import events, fleet, http_paths
+from benchmarks import events, fleet, growth, http_paths
 from benchmarks.harness import Result, environment
 from fleet_shared.db import Database
 
@@ -19,6 +19,7 @@ SECTIONS: dict[str, Section] = {
     "relay": lambda env, db, exchange: [events.relay(db, env["BROKER_URL"], exchange)],
     "consumer": lambda env, db, exchange: [events.consumer(db, env["BROKER_URL"], exchange)],
     "workers": lambda env, db, exchange: list(fleet.worker_classes(env)),
+    "growth": lambda env, db, exchange: growth.run(env, exchange),
 }
 FLEET_SECTIONS = ("gateway", "saga")
 

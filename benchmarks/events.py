@@ -114,11 +114,21 @@ def _relay_round(db: Database, broker_url: str, exchange: str) -> tuple[float, f
     _bench_queue(channel, exchange)
     raw = _raw_async_publish(broker_url, exchange, sample.to_json().encode(), MESSAGES)
     channel.queue_purge("bench.relay")
+    relayed = relay_throughput(db, broker_url, exchange, MESSAGES)
+    channel.queue_purge("bench.relay")
+    connection.close()
+    return relayed, raw
+
+
+def relay_throughput(db: Database, broker_url: str, exchange: str, count: int) -> float:
+    """Events per second one relay moves from a backlog of `count` outbox rows to the broker
+    (the queue `_bench_queue` declares takes them)."""
     with db.engine.begin() as conn:
         conn.execute(text("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL"))
         rows = []
-        for _ in range(MESSAGES):
-            event = Event.new(EVENT_TYPE, sample.data, source="bench")
+        for index in range(count):
+            event = Event.new(EVENT_TYPE, {"sku": "BENCH-1", "available": index,
+                                           "reorder_point": 5}, source="bench")
             rows.append({"event_id": event.id, "type": event.type, "body": event.to_json(),
                          "correlation_id": None})
         conn.execute(insert(OutboxRow), rows)
@@ -134,9 +144,7 @@ def _relay_round(db: Database, broker_url: str, exchange: str) -> tuple[float, f
     elapsed = time.perf_counter() - started
     stop.set()
     thread.join()
-    channel.queue_purge("bench.relay")
-    connection.close()
-    return MESSAGES / elapsed, raw
+    return count / elapsed
 
 
 def _fill(channel: Any, exchange: str, count: int) -> None:
@@ -169,8 +177,6 @@ def record(uow: UnitOfWork, event: Event) -> None:
 
 
 def consumer(db: Database, broker_url: str, exchange: str) -> Result:
-    with db.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_effects (n int)"))
     rounds = [_consumer_round(db, broker_url, exchange) for _ in range(2)]
     return Result("consumer committing its effects vs raw consume (prefetch 50)",
                   statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
@@ -184,10 +190,20 @@ def _consumer_round(db: Database, broker_url: str, exchange: str) -> tuple[float
     channel = connection.channel()
     topology.declare(channel)
     _fill(channel, exchange, count)
+    connection.close()
     raw = _raw_consume(broker_url, topology.queue, count)
+    return consumer_throughput(db, broker_url, topology, count), raw
+
+
+def consumer_throughput(db: Database, broker_url: str, topology: Topology, count: int) -> float:
+    """Events per second one consumer applies (effect + inbox row) from a full queue."""
     with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_effects (n int)"))
         conn.execute(text("TRUNCATE bench_effects"))
-    _fill(channel, exchange, count)
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    topology.declare(channel)
+    _fill(channel, topology.exchange, count)
     connection.close()
     stop = threading.Event()
     worker = Consumer(db, topology, {EVENT_TYPE: record}, broker_url, prefetch=50)
@@ -202,4 +218,4 @@ def _consumer_round(db: Database, broker_url: str, exchange: str) -> tuple[float
     elapsed = time.perf_counter() - started
     stop.set()
     thread.join()
-    return count / elapsed, raw
+    return count / elapsed

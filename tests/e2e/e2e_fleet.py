@@ -29,6 +29,8 @@ import psycopg
 import pytest
 from e2e_client import FleetClient
 
+from fleet_shared.fleetctl.config import MAX_REPLICAS, LocalConfig
+from fleet_shared.fleetctl.prereqs import planned_ports
 from fleet_shared.http.auth import mint_token
 from fleet_shared.testing import PG_ADMIN_URL, RUN_ID, drop_database
 
@@ -51,11 +53,23 @@ def ports_free(ports: list[int]) -> bool:
     return True
 
 
+def largest_layout(base: int) -> list[int]:
+    """Every port fleetctl gives a fleet on `base` (gateway +80) with as many api and worker
+    replicas as it allows: +11..+38 for the apis, +19/+29/+39 for the first workers and 100
+    higher for each further one, up to +739."""
+    most = str(MAX_REPLICAS)
+    layout = LocalConfig.from_env({
+        "FLEET_PORT_BASE": str(base), "FLEET_GATEWAY_PORT": str(base + 80),
+        "FLEET_SERVICES": ",".join(SERVICES), "FLEET_API_REPLICAS": most,
+        "FLEET_WORKER_REPLICAS": most})
+    return [port for port, _process in planned_ports(layout)]
+
+
 def port_base() -> int:
-    """A base whose whole block (gateway +80, services +11..+39) is free right now."""
+    """A base whose whole block is free right now, whatever replica counts a test asks for."""
     for _ in range(50):
         base = random.randrange(20000, 60000, 100)
-        if ports_free([base + 80, *range(base + 11, base + 40)]):
+        if ports_free(largest_layout(base)):
             return base
     raise RuntimeError("no free port block found")
 
@@ -143,8 +157,8 @@ def fleet_env(run_dir: Path, base: int, broker_url: str, secret: str, prefix: st
                ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "BROKER_URL", "JWT_SECRET", "PROMETHEUS_MULTIPROC_DIR",
-                        "FLEET_SERVICES", "FLEET_API_REPLICAS", "PORT", "HEALTH_PORT")
-           and not k.endswith("_PORT_BASE")}
+                        "FLEET_SERVICES", "PORT", "HEALTH_PORT")
+           and not k.endswith(("_PORT_BASE", "_REPLICAS"))}
     env.update({
         "FLEET_RUN_DIR": str(run_dir),
         "FLEET_PORT_BASE": str(base),
@@ -169,15 +183,16 @@ def tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-def start(broker_url: str) -> Fleet:
-    """Start a fleet on `broker_url` (a vhost of the test run's own) and wait until ready."""
+def start(broker_url: str, extra_env: dict[str, str] | None = None) -> Fleet:
+    """Start a fleet on `broker_url` (a vhost of the test run's own) and wait until ready;
+    `extra_env` adds to (or overrides) the fleet's environment."""
     # Under the system temp dir: NGINX's unprivileged workers must be able to reach it.
     run_dir = Path(tempfile.mkdtemp(prefix="fleet-e2e-"))
     run_dir.chmod(0o755)
     base = port_base()
     secret = "e2e-" + secrets.token_hex(20)
     prefix = f"fleet_e2e_{RUN_ID}_".lower()
-    env = fleet_env(run_dir, base, broker_url, secret, prefix)
+    env = {**fleet_env(run_dir, base, broker_url, secret, prefix), **(extra_env or {})}
     with open(run_dir / "up.log", "wb") as out:
         supervisor = subprocess.Popen([FLEETCTL, "up", "--foreground"], env=env,
                                       stdin=subprocess.DEVNULL, stdout=out,

@@ -66,7 +66,7 @@ def test_status_reports_every_process_ready_and_nothing_piling_up(fleet: Fleet) 
     report = json.loads(result.stdout)
     names = {p["name"] for p in report["processes"]}
     assert names == {f"{s}-api-{r}" for s in SERVICES for r in (1, 2)} \
-        | {f"{s}-worker" for s in SERVICES} | {"gateway"}
+        | {f"{s}-worker-1" for s in SERVICES} | {"gateway"}
     assert all(p["alive"] and p["ready"] == "ok" for p in report["processes"])
     assert {s["service"]: s["parked"] for s in report["services"]} == dict.fromkeys(SERVICES, 0)
     assert all(s["outbox_backlog"] is not None and not s["problems"]
@@ -238,7 +238,7 @@ def test_the_request_id_travels_from_client_to_logs_and_events(
     # ... and the worker that acted on them logged it as the correlation id.
     assert any(line.get("correlation_id") == request_id
                and line.get("msg") == "system ticket opened"
-               for line in fleet.log_lines("support-worker"))
+               for line in fleet.log_lines("support-worker-"))
 
 
 # --- resilience -------------------------------------------------------------------------------
@@ -251,8 +251,8 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
     client.create_product(sku, {"berlin": 90, "hamburg": 60})
     count = 90
     quantities = [1 + n % 3 for n in range(count)]  # 180 wanted, 150 in stock: some backorder
-    inventory_worker = fleet.process("inventory-worker")["pid"]
-    shipping_worker = fleet.process("shipping-worker")["pid"]
+    inventory_worker = fleet.process("inventory-worker-1")["pid"]
+    shipping_worker = fleet.process("shipping-worker-1")["pid"]
 
     created: dict[str, int] = {}
     lock = threading.Lock()
@@ -273,9 +273,9 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
             future.result()
 
     # The supervisor brings both back.
-    fleet.wait_ready_again("inventory-worker", inventory_worker)
-    fleet.wait_ready_again("shipping-worker", shipping_worker)
-    assert fleet.process("inventory-worker")["last_exit"] == "killed by SIGKILL"
+    fleet.wait_ready_again("inventory-worker-1", inventory_worker)
+    fleet.wait_ready_again("shipping-worker-1", shipping_worker)
+    assert fleet.process("inventory-worker-1")["last_exit"] == "killed by SIGKILL"
 
     def all_settled() -> dict[str, str] | None:
         statuses = {s["id"]: s["status"] for s in client.all_items("/shipping/v1/shipments")

@@ -7,88 +7,18 @@ services' HTTP APIs (Flask test clients).
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
+from saga_harness import SPECS, Fleet, service_env, start_worker
 from sqlalchemy import text
 
 from fleet_shared import migrations
-from fleet_shared.db import Database
 from fleet_shared.events import metrics
-from fleet_shared.service import ServiceSpec, build_worker
-from fleet_shared.testing import JWT_SECRET, delete_queues, token, truncate_all, wait_for
-from inventory.app import create_app as inventory_app
-from inventory.service import SERVICE as INVENTORY
-from shipping.app import create_app as shipping_app
-from shipping.service import SERVICE as SHIPPING
-from support.app import create_app as support_app
-from support.service import SERVICE as SUPPORT
+from fleet_shared.testing import delete_queues, truncate_all, wait_for
 
 pytestmark = pytest.mark.integration
-
-SPECS = {"inventory": (INVENTORY, inventory_app), "shipping": (SHIPPING, shipping_app),
-         "support": (SUPPORT, support_app)}
-AUTH = {"Authorization": "Bearer " + token(" ".join(
-    f"{name}:{access}" for name in SPECS for access in ("read", "write")))}
-
-
-@dataclass
-class Fleet:
-    clients: dict[str, FlaskClient]
-    dbs: dict[str, Database]
-
-    def call(self, service: str, method: str, path: str, body: Any = None) -> Any:
-        response = self.clients[service].open(path, method=method, json=body, headers=AUTH)
-        assert response.status_code < 300, (response.status_code, response.json)
-        return response.json
-
-    def shipment(self, shipment_id: str) -> Any:
-        return self.call("shipping", "GET", f"/v1/shipments/{shipment_id}")
-
-    def status(self, shipment_id: str) -> str:
-        return str(self.shipment(shipment_id)["status"])
-
-    def wait_status(self, shipment_id: str, *statuses: str) -> str:
-        result: str = wait_for(lambda: self.status(shipment_id) in statuses and
-                               self.status(shipment_id), timeout=30)
-        return result
-
-    def levels(self, sku: str) -> tuple[int, int]:
-        product = self.call("inventory", "GET", f"/v1/products/{sku}")
-        return product["on_hand"], product["reserved"]
-
-    def tickets(self, shipment_id: str) -> list[Any]:
-        items: list[Any] = self.call("support", "GET",
-                                     f"/v1/tickets?shipment_id={shipment_id}")["items"]
-        return items
-
-    def product(self, sku: str, quantity: int) -> None:
-        self.call("inventory", "POST", "/v1/products", {"sku": sku, "name": sku})
-        self.call("inventory", "POST", f"/v1/products/{sku}/adjustments",
-                  {"warehouse": "ams-1", "delta": quantity, "reason": "initial stock"})
-
-    def create_shipment(self, *items: tuple[str, int]) -> str:
-        body = {
-            "order_reference": f"ORDER-{uuid.uuid4().hex[:8]}",
-            "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
-            "address": {"line1": "Keizersgracht 1", "city": "Amsterdam",
-                        "postal_code": "1015 CJ", "country": "NL"},
-            "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
-        }
-        return str(self.call("shipping", "POST", "/v1/shipments", body)["id"])
-
-    def outbox_counts(self) -> dict[str, int]:
-        counts = {}
-        for name, db in self.dbs.items():
-            with db.read_engine.connect() as conn:
-                counts[name] = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
-        return counts
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +35,11 @@ def fleet(database_urls: dict[str, str], broker_url: str, exchange: str) -> Iter
     stop_all: list[Callable[[], None]] = []
     clients, dbs, queues = {}, {}, []
     for name, (spec, create_app) in SPECS.items():
-        env = {"FLEET_ENV": "production", "DATABASE_URL": database_urls[name],
-               "BROKER_URL": broker_url, "JWT_SECRET": JWT_SECRET, "EVENT_EXCHANGE": exchange,
-               "EVENT_RETRY_DELAYS_MS": "100,200", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "10"}
+        env = service_env(database_urls[name], broker_url, exchange)
         app = create_app(env)
         clients[name] = app.test_client()
         dbs[name] = app.extensions["fleet"].db
-        stop_all.append(_start_worker(spec, env))
+        stop_all.append(start_worker(spec, env))
         queues += list(spec.topology(spec.load_settings(env)).all_queues())
     yield Fleet(clients, dbs)
     for stop in stop_all:
@@ -124,21 +52,6 @@ def fleet(database_urls: dict[str, str], broker_url: str, exchange: str) -> Iter
         db.dispose()
         truncate_all(database_urls[name])
     delete_queues(broker_url, queues)
-
-
-def _start_worker(spec: ServiceSpec, env: dict[str, str]) -> Callable[[], None]:
-    worker = build_worker(spec, spec.load_settings(env), health=False)
-    thread = threading.Thread(target=worker.serve, daemon=True)
-    thread.start()
-    wait_for(lambda: worker.relay.connected.is_set() and (
-        worker.consumer is None or worker.consumer.connected.is_set()))
-
-    def stop() -> None:
-        worker.stop.set()
-        thread.join(30)
-        assert not thread.is_alive()
-
-    return stop
 
 
 def test_happy_path_to_delivered_commits_stock(fleet: Fleet) -> None:
