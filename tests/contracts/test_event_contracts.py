@@ -1,17 +1,19 @@
 """Every event a service consumes is published by some service, in a version it accepts, and
-every published (type, version) has its JSON Schema. The saga test checks the other half: that
-the services really publish what they declare (tests/integration/test_saga.py)."""
+every published (type, version) has its JSON Schema; `subscriptions.json` says exactly what
+each service consumes. The saga test checks the other half: that the services really publish
+what they declare (tests/integration/test_saga.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleet_shared.contracts import contracts
+from fleet_shared.contracts import contracts, subscriptions
 from fleet_shared.service import ServiceSpec, installed_services
 
 SERVICES = installed_services()
 PUBLISHED = {(event_type, version): name for name, spec in SERVICES.items()
              for event_type, version in spec.publishes.items()}
+CURRENT = {event_type: version for event_type, version in PUBLISHED}  # the version published now
 
 
 def consumed() -> list[tuple[str, str]]:
@@ -27,7 +29,19 @@ def test_every_published_event_has_a_contract() -> None:
 
 
 def test_every_contract_belongs_to_a_publisher() -> None:
-    assert set(contracts()) <= set(PUBLISHED)
+    """A contract is the version its publisher publishes, or an older one it once published
+    (kept while consumers still accept it and events in that version may still be queued)."""
+    orphans = sorted((event_type, version) for event_type, version in contracts()
+                     if version > CURRENT.get(event_type, 0))
+    assert orphans == []
+
+
+def test_every_version_up_to_the_published_one_has_a_contract() -> None:
+    """No gaps: a consumer reading an older version still queued finds its schema."""
+    missing = sorted((event_type, version) for event_type, published in CURRENT.items()
+                     for version in range(1, published + 1)
+                     if (event_type, version) not in contracts())
+    assert missing == []
 
 
 def test_a_type_has_one_publisher() -> None:
@@ -48,3 +62,19 @@ def test_every_consumed_event_is_published_in_a_version_the_consumer_accepts(
         f"{event_type} is published as v{sorted(versions)}; {consumer} accepts "
         f"v{sorted(spec.accepted_versions(event_type))}")
     assert all((event_type, version) in contracts() for version in versions)
+
+
+def test_subscriptions_match_every_service_s_handlers() -> None:
+    """The registry publishers use to keep events for consumers not yet deployed is exactly
+    what the consumers handle: service -> its handled types, sorted."""
+    handled = {name: tuple(sorted(spec.handlers)) for name, spec in SERVICES.items()
+               if spec.handlers}
+    assert subscriptions() == handled
+
+
+def test_every_subscribed_type_has_a_contract_and_a_publisher() -> None:
+    subscribed = {event_type for types in subscriptions().values() for event_type in types}
+    published = {event_type for event_type, _version in PUBLISHED}
+    contracted = {event_type for event_type, _version in contracts()}
+    assert sorted(subscribed - published) == []
+    assert sorted(subscribed - contracted) == []

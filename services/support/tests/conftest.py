@@ -42,7 +42,11 @@ _EXTRA: dict[str, Callable[[], dict[str, Any]]] = {
     "failed": lambda: {"status": "failed", "reason": "nobody home"},
     "cancelled": lambda: {"status": "cancelled", "reservation_id": None,
                           "reason": "customer asked"},
+    "stalled": lambda: {"status": "pending", "sequence": 1, "requests": 3,
+                        "waited_seconds": 545},
 }
+# Types that exist in v1 only, with a sequence of their own; the others gain it in v2.
+_V1_ONLY = {"stalled"}
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -51,13 +55,18 @@ def _rfc3339(moment: datetime) -> str:
 
 @pytest.fixture()
 def shipment_event() -> ShipmentEvent:
-    """`shipment_event("backordered", shipment_id, at=datetime)`: a shipping event that keeps
-    its contract, as shipping's relay would publish it."""
+    """`shipment_event("backordered", shipment_id, at=datetime, sequence=None)`: a shipping
+    event that keeps its contract, as shipping's relay would publish it: v1 without a
+    sequence, v2 with one."""
 
     def make(kind: str, shipment_id: uuid.UUID, at: datetime | None = None,
-             order_reference: str = "ORD-1", **data: Any) -> Event:
+             order_reference: str = "ORD-1", sequence: int | None = None,
+             **data: Any) -> Event:
+        if sequence is not None:
+            data["sequence"] = sequence
+        version = 1 if kind in _V1_ONLY or sequence is None else 2
         event = Event(type=f"shipping.shipment.{kind}", source="shipping",
-                      correlation_id="test-correlation",
+                      correlation_id="test-correlation", version=version,
                       occurred_at=_rfc3339(at or datetime.now(UTC)),
                       data={"shipment_id": str(shipment_id), "order_reference": order_reference,
                             **_EXTRA[kind](), **data})
@@ -76,7 +85,8 @@ def consumer(db: Database, broker_url: str, exchange: str,
                                       "EVENT_EXCHANGE": exchange})
     topology = SERVICE.topology(settings)
     running = Consumer(db, topology, SERVICE.handlers, broker_url, prefetch=10,
-                       validate=validate, name="support-test-consumer")
+                       validate=validate, name="support-test-consumer",
+                       accepts=SERVICE.accepted_versions)
     stop = threading.Event()
     thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
     thread.start()

@@ -38,6 +38,11 @@ class Product(Base):
     reorder_point: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The JSON the API serves, rebuilt by triggers (migration 0002); the code only reads it,
+    # with SQL of its own (services.get_product), so the ORM never loads it.
+    representation: Mapped[str] = mapped_column(Text, deferred=True)
+
+    __table_args__ = (Index("products_name_lower", func.lower(name)),)
 
 
 class StockLevel(Base):
@@ -76,11 +81,17 @@ class Reservation(Base):
     status: Mapped[str] = mapped_column(String(16))  # active | committed | released
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the reconciliation pass next confirms this reservation again while it is active
+    # (inventory.reconciliation). The default covers writers that predate the column.
+    next_check_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=text("now() + interval '10 minutes'"))
 
     __table_args__ = (
         Index("reservations_reference", "reference"),
         # One live reservation per reference, whatever the order events arrive in.
         Index("reservations_one_active", "reference", unique=True,
+              postgresql_where=text("status = 'active'")),
+        Index("reservations_next_check", "next_check_at",
               postgresql_where=text("status = 'active'")),
     )
 

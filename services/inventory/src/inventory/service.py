@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
+from fleet_shared.db import Database
 from fleet_shared.service import ServiceSpec
+from fleet_shared.settings import Settings
+from fleet_shared.worker import PeriodicTask
+from inventory import handlers, reconciliation
 from inventory.handlers import HANDLERS
 
 PUBLISHES = {
@@ -11,5 +18,24 @@ PUBLISHES = {
     "inventory.stock.low": 1,
 }
 
+# Shipping's shipment events gained a `sequence` in v2; the fields inventory reads are the
+# same in both, so either version is applied alike while shipping's replicas roll over.
+ACCEPTS = {
+    event_type: frozenset({1, 2})
+    for event_type in HANDLERS
+    if event_type.startswith("shipping.shipment.")
+}
+
+
+def worker_tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
+    """The worker's reservation check, and the same schedule for the reservations its
+    handlers make."""
+    schedule = reconciliation.CheckSchedule.from_settings(settings)
+    handlers.on_reservation_wanted.check_after = schedule.first
+    return [PeriodicTask("reservation-check", reconciliation.INTERVAL,
+                         partial(reconciliation.check_reservations, db, schedule))]
+
+
 SERVICE = ServiceSpec(name="inventory", title="Inventory", handlers=HANDLERS,
-                      publishes=PUBLISHES)
+                      publishes=PUBLISHES, accepts=ACCEPTS,
+                      extra_settings=(reconciliation.CHECK_AFTER,), periodic=worker_tasks)

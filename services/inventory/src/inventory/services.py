@@ -1,5 +1,22 @@
 """Inventory's business rules. Functions take their unit of work (or database) as a parameter
-and know nothing of HTTP; resources and event handlers both call them."""
+and know nothing of HTTP; resources and event handlers both call them.
+
+Lock order. Every transaction takes its locks in this order, so no two of them (API requests,
+event handlers, reconciliation passes, on any number of replicas) ever wait for each other in
+a cycle, which PostgreSQL would break by failing one of them (a 503 or a retried batch):
+
+1. the reference's advisory lock (`lock_reference`), first, in every function that reads or
+   changes the reservations of a reference;
+2. that reference's reservation row;
+3. stock_levels rows, in (sku, warehouse) order, all taken by one SELECT ... FOR UPDATE before
+   any of them changes (`_lock_levels`);
+4. products rows, only ever through the stock_levels trigger of migration 0002, after the
+   stock rows. No path locks a product and then a stock row (`update_product` locks its
+   product and takes no stock row).
+
+The reconciliation pass claims reservation rows before their reference's lock, but only
+*tries* that lock (`try_lock_reference`), so it never waits out of order.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +24,10 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import ColumnElement, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp
@@ -133,8 +151,10 @@ def create_product(uow: UnitOfWork, fields: dict[str, Any]) -> Rendered:
 
 
 def lock_product(uow: UnitOfWork, sku: str) -> models.Product:
+    # FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes: it does not block the
+    # foreign key checks of stock rows created meanwhile.
     product = uow.session.scalars(
-        select(models.Product).where(models.Product.sku == sku).with_for_update()
+        select(models.Product).where(models.Product.sku == sku).with_for_update(key_share=True)
     ).first()
     if product is None:
         raise NotFound(f"No product with sku {sku}.")
@@ -163,6 +183,53 @@ def update_product(
         return updated
 
 
+# --- locks ----------------------------------------------------------------------------------
+
+# A 64-bit key from a namespaced name, so the reference locks meet no other advisory lock
+# taken in this database.
+_REFERENCE_KEY = "hashtextextended('inventory.reservation:' || :reference, 0)"
+_LOCK_REFERENCE = text(f"SELECT pg_advisory_xact_lock({_REFERENCE_KEY})")
+_TRY_LOCK_REFERENCE = text(f"SELECT pg_try_advisory_xact_lock({_REFERENCE_KEY})")
+
+
+def lock_reference(uow: UnitOfWork, reference: str) -> None:
+    """Hold the reference's lock until the transaction ends (lock order, step 1).
+
+    Row locks cannot serialize a reservation with the cancel of its reference: each may find
+    no row of the other yet (an uncommitted reservation is invisible; so is a tombstone), and
+    both would commit. This lock makes the second wait for the first and then see it.
+    """
+    uow.session.execute(_LOCK_REFERENCE, {"reference": reference})
+
+
+def try_lock_reference(uow: UnitOfWork, reference: str) -> bool:
+    """`lock_reference` without waiting: False when another transaction holds it."""
+    return bool(uow.session.scalar(_TRY_LOCK_REFERENCE, {"reference": reference}))
+
+
+def _lock_levels(uow: UnitOfWork, where: ColumnElement[bool]) -> list[models.StockLevel]:
+    """Lock the matching stock levels in (sku, warehouse) order (lock order, step 3) and
+    return them as they are now, whatever this session read before."""
+    return list(uow.session.scalars(
+        select(models.StockLevel)
+        .where(where)
+        .order_by(models.StockLevel.sku, models.StockLevel.warehouse)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ))
+
+
+def _move(uow: UnitOfWork, sku: str, warehouse: str, on_hand: int = 0, reserved: int = 0) -> None:
+    """Change a stock level the caller has locked (its trigger then updates the product)."""
+    uow.session.execute(
+        update(models.StockLevel)
+        .where(models.StockLevel.sku == sku, models.StockLevel.warehouse == warehouse)
+        .values(on_hand=models.StockLevel.on_hand + on_hand,
+                reserved=models.StockLevel.reserved + reserved)
+        .execution_options(synchronize_session=False)
+    )
+
+
 # --- stock ----------------------------------------------------------------------------------
 
 
@@ -175,6 +242,13 @@ def _available(uow: UnitOfWork, skus: Iterable[str]) -> dict[str, int]:
         {"skus": list(skus)},
     )
     return {row.sku: int(row.available) for row in rows}
+
+
+def _available_in(levels: Iterable[models.StockLevel]) -> dict[str, int]:
+    available: dict[str, int] = defaultdict(int)
+    for level in levels:
+        available[level.sku] += level.on_hand - level.reserved
+    return dict(available)
 
 
 def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int] | None) -> None:
@@ -206,31 +280,36 @@ def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int
             )
 
 
+# Creates the level at zero when the product exists and the level does not. Two requests
+# creating the same level meet on the primary key: the second waits for the first, then does
+# nothing. A zero row fires no trigger (migration 0005), so this locks no product ahead of
+# the stock rows locked next.
+_CREATE_LEVEL = text(
+    "INSERT INTO stock_levels (sku, warehouse) SELECT sku, :warehouse FROM products "
+    "WHERE sku = :sku ON CONFLICT DO NOTHING"
+)
+
+
 def adjust_stock(
     uow: UnitOfWork, sku: str, warehouse: str, delta: int, reason: str
 ) -> dict[str, Any]:
     with uow:
-        lock_product(uow, sku)
-        before = _available(uow, [sku])
-        level = uow.session.execute(
-            select(models.StockLevel)
-            .where(models.StockLevel.sku == sku, models.StockLevel.warehouse == warehouse)
-            .with_for_update()
-        ).scalar_one_or_none()
-        on_hand = (level.on_hand if level else 0) + delta
-        reserved = level.reserved if level else 0
+        uow.session.execute(_CREATE_LEVEL, {"sku": sku, "warehouse": warehouse})
+        # Every level of the sku, not only the one adjusted: adjustments and reservations of
+        # one sku then take turns, and each sees the total the low-stock crossing needs.
+        levels = _lock_levels(uow, models.StockLevel.sku == sku)
+        level = next((found for found in levels if found.warehouse == warehouse), None)
+        if level is None:  # nothing was created: there is no such product
+            raise NotFound(f"No product with sku {sku}.")
+        before = _available_in(levels)
+        on_hand, reserved = level.on_hand + delta, level.reserved
         if on_hand < 0 or on_hand < reserved:
             raise Conflict(
                 f"Adjusting {sku} in {warehouse} by {delta} would leave on_hand {on_hand} "
                 f"below reserved {reserved} or zero.",
                 "insufficient-stock",
             )
-        if level is None:
-            uow.session.add(
-                models.StockLevel(sku=sku, warehouse=warehouse, on_hand=on_hand, reserved=0)
-            )
-        else:
-            level.on_hand = on_hand
+        _move(uow, sku, warehouse, on_hand=delta)
         adjustment = models.Adjustment(
             sku=sku,
             warehouse=warehouse,
@@ -273,12 +352,15 @@ def get_adjustment(uow: UnitOfWork, sku: str, adjustment_id: uuid.UUID) -> dict[
 # --- reservations (the saga) ---------------------------------------------------------------
 
 
-def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> None:
+def reserve(
+    uow: UnitOfWork, reference: str, items: list[dict[str, Any]], check_after: timedelta
+) -> None:
     """All or nothing, each line from the one warehouse with the most available.
 
-    Rows are locked in a fixed order (sku, warehouse), so concurrent reservations queue
-    instead of deadlocking, and the CHECK constraints make overselling impossible anyway.
+    `check_after` is how long the reservation may stay active before the reconciliation pass
+    first confirms it again (setting RESERVATION_CHECK_AFTER).
     """
+    lock_reference(uow, reference)
     active = uow.session.scalars(
         select(models.Reservation).where(
             models.Reservation.reference == reference, models.Reservation.status == "active"
@@ -287,18 +369,13 @@ def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> Non
     if active is not None:  # asked again (a re-published event): repeat the answer
         _confirmed(uow, active)
         return
-    if uow.session.get(models.CancelledReference, reference) is not None:
+    if _is_cancelled(uow, reference):
         log.info("reservation skipped: reference already cancelled", extra={"reference": reference})
         return
     wanted: dict[str, int] = defaultdict(int)
     for item in items:
         wanted[item["sku"]] += int(item["quantity"])
-    levels = uow.session.scalars(
-        select(models.StockLevel)
-        .where(models.StockLevel.sku.in_(wanted))
-        .order_by(models.StockLevel.sku, models.StockLevel.warehouse)
-        .with_for_update()
-    ).all()
+    levels = _lock_levels(uow, models.StockLevel.sku.in_(wanted))
     best: dict[str, models.StockLevel] = {}
     for level in levels:
         current = best.get(level.sku)
@@ -319,21 +396,26 @@ def reserve(uow: UnitOfWork, reference: str, items: list[dict[str, Any]]) -> Non
             )
         )
         return
-    before = _available(uow, wanted)
-    reservation = models.Reservation(id=uuid.uuid4(), reference=reference, status="active")
+    before = _available_in(levels)
+    reservation = models.Reservation(id=uuid.uuid4(), reference=reference, status="active",
+                                     next_check_at=func.now() + check_after)
     uow.session.add(reservation)
     uow.session.flush()
     for sku, quantity in sorted(wanted.items()):
-        level = best[sku]
-        level.reserved += quantity
+        warehouse = best[sku].warehouse
+        _move(uow, sku, warehouse, reserved=quantity)
         uow.session.add(
             models.ReservationLine(
-                reservation_id=reservation.id, sku=sku, warehouse=level.warehouse, quantity=quantity
+                reservation_id=reservation.id, sku=sku, warehouse=warehouse, quantity=quantity
             )
         )
     uow.session.flush()
     _confirmed(uow, reservation)
     _check_low_stock(uow, list(wanted), before)
+
+
+def _is_cancelled(uow: UnitOfWork, reference: str) -> bool:
+    return uow.session.get(models.CancelledReference, reference) is not None
 
 
 def _confirmed(uow: UnitOfWork, reservation: models.Reservation) -> None:
@@ -364,35 +446,38 @@ def _settle(uow: UnitOfWork, reservation: models.Reservation, commit_stock: bool
         .where(models.ReservationLine.reservation_id == reservation.id)
         .order_by(models.ReservationLine.sku)
     ).all()
-    for line in lines:
-        changes: dict[str, Any] = {"reserved": models.StockLevel.reserved - line.quantity}
-        if commit_stock:
-            changes["on_hand"] = models.StockLevel.on_hand - line.quantity
-        uow.session.execute(
-            update(models.StockLevel)
-            .where(models.StockLevel.sku == line.sku, models.StockLevel.warehouse == line.warehouse)
-            .values(**changes)
-        )
+    _lock_levels(uow, tuple_(models.StockLevel.sku, models.StockLevel.warehouse).in_(
+        [(line.sku, line.warehouse) for line in lines]))
+    for line in lines:  # one line per sku, so in (sku, warehouse) order
+        _move(uow, line.sku, line.warehouse, reserved=-line.quantity,
+              on_hand=-line.quantity if commit_stock else 0)
     reservation.status = "committed" if commit_stock else "released"
     reservation.updated_at = uow.session.scalar(select(text("clock_timestamp()")))
 
 
-def _find_active(
-    uow: UnitOfWork, reservation_id: str | None, reference: str
+def _locked_reservation(
+    uow: UnitOfWork, reference: str, reservation_id: uuid.UUID | None
 ) -> models.Reservation | None:
-    query = select(models.Reservation).with_for_update()
-    if reservation_id:
-        query = query.where(models.Reservation.id == uuid.UUID(reservation_id))
+    """The reference's reservation with that id (any status), or its active one, row-locked
+    and as it is now. An id that belongs to another reference finds nothing."""
+    query = (
+        select(models.Reservation)
+        .where(models.Reservation.reference == reference)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if reservation_id is not None:
+        query = query.where(models.Reservation.id == reservation_id)
     else:
-        query = query.where(
-            models.Reservation.reference == reference, models.Reservation.status == "active"
-        )
+        query = query.where(models.Reservation.status == "active")
     return uow.session.scalars(query).first()
 
 
 def commit_reservation(uow: UnitOfWork, reservation_id: str | None, reference: str) -> None:
     """Dispatched: the reserved units leave the warehouse (on_hand and reserved both drop)."""
-    reservation = _find_active(uow, reservation_id, reference)
+    lock_reference(uow, reference)
+    reservation = _locked_reservation(
+        uow, reference, uuid.UUID(reservation_id) if reservation_id else None)
     if reservation is None or reservation.status != "active":
         log.warning(
             "nothing to commit",
@@ -405,9 +490,54 @@ def commit_reservation(uow: UnitOfWork, reservation_id: str | None, reference: s
 def release_reservation(uow: UnitOfWork, reservation_id: str | None, reference: str) -> None:
     """Cancelled: reserved units become available again. A cancel that overtook the
     reservation leaves a tombstone, so the late reservation request is ignored."""
+    lock_reference(uow, reference)
     uow.session.execute(
         insert(models.CancelledReference).values(reference=reference).on_conflict_do_nothing()
     )
-    reservation = _find_active(uow, None, reference)
+    reservation = _locked_reservation(uow, reference, None)
     if reservation is not None:
         _settle(uow, reservation, commit_stock=False)
+
+
+def release_declined(uow: UnitOfWork, reservation_id: uuid.UUID, reference: str) -> bool:
+    """Shipping will not use this reservation: release it if it is still active.
+
+    True when it was released; False when it was already committed or released, or is not
+    a reservation of `reference` at all (a repeated or stray answer changes nothing).
+    """
+    lock_reference(uow, reference)
+    reservation = _locked_reservation(uow, reference, reservation_id)
+    if reservation is None or reservation.status != "active":
+        log.info(
+            "declined reservation is not active; nothing to release",
+            extra={"reference": reference, "reservation_id": str(reservation_id),
+                   "status": reservation.status if reservation else None},
+        )
+        return False
+    _settle(uow, reservation, commit_stock=False)
+    return True
+
+
+# Outcomes of `check_reservation`.
+RELEASED, CONFIRMED, BUSY = "released", "confirmed", "busy"
+
+
+def check_reservation(uow: UnitOfWork, reservation: models.Reservation) -> str:
+    """One reconciliation check of an active reservation the caller has row-locked.
+
+    RELEASED: its reference was cancelled (a tombstone), so nothing may stay reserved for it.
+    CONFIRMED: `inventory.reservation.confirmed` went out again, so shipping answers again
+    (a pending shipment becomes ready; a cancelled or unknown one declines it).
+    BUSY: another transaction holds the reference's lock; nothing was done, and since the
+    reservation stays due, a later pass checks it.
+    """
+    if not try_lock_reference(uow, reservation.reference):
+        return BUSY
+    if _is_cancelled(uow, reservation.reference):
+        log.info("active reservation of a cancelled reference released",
+                 extra={"reference": reservation.reference,
+                        "reservation_id": str(reservation.id)})
+        _settle(uow, reservation, commit_stock=False)
+        return RELEASED
+    _confirmed(uow, reservation)
+    return CONFIRMED

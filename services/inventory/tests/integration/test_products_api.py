@@ -146,6 +146,13 @@ def test_adjustments_never_take_stock_below_zero(client: FlaskClient, auth: Head
     assert response.json["type"].endswith("/insufficient-stock")
     assert adjust(client, auth, "WIDGET-1", "new-wh", -1).status_code == 409
     assert adjust(client, auth, "NOPE-1", "ams-1", 1).status_code == 404
+    rejected = client.post("/v1/products/WIDGET-1/adjustments",
+                           json={"warehouse": "other-wh", "delta": -1, "reason": "count"},
+                           headers={**auth, "Idempotency-Key": "rejected-1"})
+    assert rejected.status_code == 409
+    # A rejected adjustment of a new warehouse leaves no level behind.
+    stock = client.get("/v1/products/WIDGET-1", headers=auth).json["stock"]
+    assert [level["warehouse"] for level in stock] == ["ams-1"]
 
 
 @pytest.mark.parametrize("body", [{"warehouse": "ams", "delta": 0, "reason": "x"},

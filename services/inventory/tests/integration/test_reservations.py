@@ -19,6 +19,7 @@ from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.envelope import Event
 from fleet_shared.testing import delete_queues, wait_for
 from inventory import services
+from inventory.reconciliation import DEFAULT_SCHEDULE
 from inventory.service import SERVICE
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def levels(client: FlaskClient, auth: Headers, sku: str) -> dict[str, Any]:
 
 def reserve(db: Database, reference: str, items: list[dict[str, Any]]) -> None:
     with db.unit_of_work() as uow:
-        services.reserve(uow, reference, items)
+        services.reserve(uow, reference, items, DEFAULT_SCHEDULE.first)
         uow.commit()
 
 

@@ -3,7 +3,8 @@
 Inventory answers each reservation request with `confirmed` or `rejected`; the reference is
 the shipment id. Late, repeated or crossed answers never move a shipment out of a status the
 state machine does not allow them from (see services.reservation_confirmed/rejected and
-docs/shipping.md); an answer about a shipment that does not exist is parked.
+docs/shipping.md); a confirmed reservation the shipment will not use — cancelled, unknown or
+superseded — is declined, so inventory releases its stock.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -57,6 +58,14 @@ class Shipment(Base):
     reservation_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     # What inventory could not reserve the last time it was asked (while backordered).
     shortages: Mapped[Any] = mapped_column(JSONB, nullable=False, server_default="[]")
+    # The reservation request in flight while pending (see shipping.saga): how often inventory
+    # was asked since the shipment last entered pending, when last, and when the shipment was
+    # reported stalled for want of an answer. The defaults describe a shipment just created,
+    # so rows written by a replica of the previous release are chased like any other.
+    reservation_requests: Mapped[int] = mapped_column(Integer, server_default="1")
+    reservation_requested_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+    stalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -64,6 +73,9 @@ class Shipment(Base):
         CheckConstraint(STATUS_CHECK, name="shipments_status_known"),
         Index("shipments_status_seq", "status", "seq"),
         Index("shipments_order_reference_seq", "order_reference", "seq"),
+        # The deadline pass's work list: pending shipments still waiting, oldest request first.
+        Index("shipments_awaiting_reservation", "reservation_requested_at",
+              postgresql_where=text("status = 'pending' AND stalled_at IS NULL")),
     )
 
 

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from fleet_shared.service import ServiceSpec
+from shipping import saga
+from shipping.events import PUBLISHES
 from shipping.handlers import HANDLERS
 
-PUBLISHES = {
-    "shipping.shipment.created": 1,
-    "shipping.shipment.reservation_requested": 1,
-    "shipping.shipment.ready": 1,
-    "shipping.shipment.backordered": 1,
-    "shipping.shipment.dispatched": 1,
-    "shipping.shipment.delivered": 1,
-    "shipping.shipment.failed": 1,
-    "shipping.shipment.cancelled": 1,
-}
-
 SERVICE = ServiceSpec(name="shipping", title="Shipping", handlers=HANDLERS,
-                      publishes=PUBLISHES)
+                      publishes=PUBLISHES, extra_settings=saga.SETTINGS, periodic=saga.tasks)

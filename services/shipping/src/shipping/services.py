@@ -4,6 +4,7 @@ and know nothing of HTTP; resources and event handlers both call them.
 Every status change goes through `_move`: under the shipment's row lock it asks the state
 machine (shipping.states) for the transition, appends the history entry and writes the event
 to the outbox — all in the caller's transaction, so the three happen together or not at all.
+The event's `sequence` is the history length, counted under that lock (shipping.events).
 """
 
 from __future__ import annotations
@@ -17,14 +18,11 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, text
 
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp, sql_timestamp
-from fleet_shared.events.consumer import PoisonEvent
-from fleet_shared.events.envelope import Event
 from fleet_shared.problems import Conflict, NotFound
-from shipping import models, states
+from shipping import events, models, states
 from shipping.states import Action, Status
 
 log = logging.getLogger(__name__)
-SOURCE = "shipping"
 
 Precondition = Callable[[dict[str, Any]], None]
 # What an action changes besides the status: returns the history note and the event's
@@ -110,7 +108,7 @@ def create_shipment(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
     """A new shipment, pending; `shipping.shipment.created` asks inventory to reserve it."""
     customer, address, items = fields["customer"], fields["address"], fields["items"]
     with uow:
-        now = uow.session.scalar(select(func.clock_timestamp()))
+        now: datetime = uow.session.execute(select(func.clock_timestamp())).scalar_one()
         shipment = models.Shipment(
             id=uuid.uuid4(), order_reference=fields["order_reference"],
             status=states.INITIAL.value, customer_name=customer["name"],
@@ -118,6 +116,7 @@ def create_shipment(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
             address_line2=address.get("line2"), city=address["city"],
             postal_code=address["postal_code"], country=address["country"], shortages=[],
             created_at=now, updated_at=now)
+        _reservation_requested(shipment, now)
         uow.session.add(shipment)
         uow.session.flush()
         uow.session.execute(insert(models.ShipmentItem), [
@@ -126,13 +125,10 @@ def create_shipment(uow: UnitOfWork, fields: dict[str, Any]) -> dict[str, Any]:
             for position, item in enumerate(items)])
         uow.session.add(models.HistoryEntry(shipment_id=shipment.id, status=shipment.status,
                                             note="Shipment created", at=now))
-        uow.publish(Event.new(states.CREATED_EVENT, {
-            "shipment_id": str(shipment.id),
-            "order_reference": shipment.order_reference,
-            "status": shipment.status,
+        uow.publish(events.shipment_event(states.CREATED_EVENT, shipment, 1, {
             "customer": {"name": customer["name"], "email": customer["email"]},
             "items": [{"sku": item["sku"], "quantity": item["quantity"]} for item in items],
-        }, source=SOURCE))
+        }))
         created = get_shipment_in(uow, shipment.id)
         uow.commit()
         return created
@@ -154,6 +150,25 @@ def _lock(uow: UnitOfWork, shipment_id: uuid.UUID) -> tuple[models.Shipment, dat
     return (found[0], found[1]) if found else None
 
 
+def history_length(uow: UnitOfWork, shipment_id: uuid.UUID) -> int:
+    """How many statuses the shipment has entered: the `sequence` of its latest event.
+
+    Counted rather than kept in a column, so it stays right whichever release wrote the
+    history; under the shipment's row lock the count cannot change before the commit.
+    """
+    uow.session.flush()
+    count = uow.session.scalar(select(func.count()).select_from(models.HistoryEntry)
+                               .where(models.HistoryEntry.shipment_id == shipment_id))
+    return int(count or 0)
+
+
+def _reservation_requested(shipment: models.Shipment, now: datetime) -> None:
+    """Inventory is asked to reserve the shipment: the deadline (shipping.saga) starts now."""
+    shipment.reservation_requests = 1
+    shipment.reservation_requested_at = now
+    shipment.stalled_at = None
+
+
 def _move(
     uow: UnitOfWork,
     shipment: models.Shipment,
@@ -164,14 +179,12 @@ def _move(
 ) -> None:
     shipment.status = move.target.value
     shipment.updated_at = now
+    if move.target is states.INITIAL:  # every way back into pending asks inventory again
+        _reservation_requested(shipment, now)
     uow.session.add(models.HistoryEntry(shipment_id=shipment.id, status=move.target.value,
                                         note=note, at=now))
-    uow.publish(Event.new(move.event, {
-        "shipment_id": str(shipment.id),
-        "order_reference": shipment.order_reference,
-        "status": move.target.value,
-        **data,
-    }, source=SOURCE))
+    uow.publish(events.shipment_event(move.event, shipment, history_length(uow, shipment.id),
+                                      data))
 
 
 def _act(
@@ -257,66 +270,91 @@ def request_reservation(
     """backordered → pending: asks inventory again for the same items."""
     def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
         shipment.shortages = []
-        items = uow.session.execute(
-            select(models.ShipmentItem.sku, models.ShipmentItem.quantity)
-            .where(models.ShipmentItem.shipment_id == shipment.id)
-            .order_by(models.ShipmentItem.position)).all()
-        return "Reservation requested again", {
-            "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items]}
+        return "Reservation requested again", {"items": items_of(uow, shipment.id)}
 
     return _act(uow, shipment_id, Action.RESERVE, effect, precondition)
 
 
+def items_of(uow: UnitOfWork, shipment_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The shipment's lines as a reservation request lists them, in submitted order."""
+    items = uow.session.execute(
+        select(models.ShipmentItem.sku, models.ShipmentItem.quantity)
+        .where(models.ShipmentItem.shipment_id == shipment_id)
+        .order_by(models.ShipmentItem.position)).all()
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in items]
+
+
 # --- inventory's answers (called by the event handlers, in the consumer's transaction) ------
 
-def _lock_referenced(uow: UnitOfWork, reference: str) -> tuple[models.Shipment, datetime]:
-    """The shipment a reservation's reference names; parks the event when there is none.
+def _lock_referenced(
+    uow: UnitOfWork, reference: str
+) -> tuple[models.Shipment, datetime] | None:
+    """The shipment a reservation's reference names, row-locked; None when there is none.
 
     The shipment row commits before its created event can even leave the outbox, so an
-    answer about an unknown shipment is never early, only wrong: parked, an operator sees it
-    (and the stock a confirmed reservation would otherwise hold unnoticed).
+    answer about an unknown shipment is never early, only wrong (another producer, a restored
+    database): no retry or replay would ever find the shipment, so the caller settles it now.
     """
     try:
         shipment_id = uuid.UUID(reference)
     except ValueError:
-        raise PoisonEvent(f"reference {reference!r} is not a shipment id") from None
-    locked = _lock(uow, shipment_id)
-    if locked is None:
-        raise PoisonEvent(f"no shipment {reference}")
-    return locked
+        return None
+    return _lock(uow, shipment_id)
+
+
+def _decline(uow: UnitOfWork, reservation_id: str, reference: str,
+             reason: events.DeclineReason, context: dict[str, Any]) -> None:
+    """Hand back a reservation shipping will not use, so its stock does not stay held."""
+    uow.publish(events.reservation_declined(reservation_id, reference, reason))
+    # A confirmation crossing a cancel is an ordinary race; the other two mean a lost answer
+    # or a confused producer, worth a look.
+    level = logging.INFO if reason == "cancelled" else logging.WARNING
+    log.log(level, "reservation declined: shipping will not use it",
+            extra={**context, "reason": reason})
 
 
 def reservation_confirmed(uow: UnitOfWork, reference: str, reservation_id: str) -> None:
-    """pending → ready. Anything else is a late or repeated answer: no transition.
+    """pending → ready. Anything else is a late, repeated or crossed answer: no transition,
+    and a reservation the shipment will never use is declined (inventory releases it).
 
-    A cancelled shipment stays cancelled but records the reservation id, so it shows which
-    reservation inventory released (inventory releases it on the cancelled event, which it
-    receives whichever way the two crossed).
+    Declining is safe to repeat: inventory releases a reservation once, and re-sends its
+    confirmation of a reservation still held (reconciliation) until someone answers it.
     """
-    shipment, now = _lock_referenced(uow, reference)
+    context = {"reference": reference, "reservation_id": reservation_id}
+    locked = _lock_referenced(uow, reference)
+    if locked is None:
+        _decline(uow, reservation_id, reference, "unknown", context)
+        return
+    shipment, now = locked
     current = Status(shipment.status)
-    context = {"shipment_id": reference, "status": current.value,
-               "reservation_id": reservation_id}
+    context["status"] = current.value
     if states.allowed(Action.CONFIRM, current):
         shipment.reservation_id = uuid.UUID(reservation_id)
         _move(uow, shipment, now, states.TRANSITIONS[Action.CONFIRM],
               f"Stock reserved (reservation {reservation_id})",
               {"reservation_id": reservation_id})
-    elif current is Status.CANCELLED and shipment.reservation_id is None:
-        shipment.reservation_id = uuid.UUID(reservation_id)
-        shipment.updated_at = now
-        log.info("reservation confirmed after the shipment was cancelled; recorded, inventory "
-                 "releases it", extra=context)
+    elif current is Status.CANCELLED:
+        if shipment.reservation_id is None:  # shows which reservation was handed back
+            shipment.reservation_id = uuid.UUID(reservation_id)
+            shipment.updated_at = now
+        _decline(uow, reservation_id, reference, "cancelled", context)
     elif str(shipment.reservation_id) == reservation_id:
         log.info("reservation confirmed again: nothing to do", extra=context)
     else:
-        log.warning("reservation confirmed for a shipment that is not pending: ignored",
-                    extra=context)
+        _decline(uow, reservation_id, reference, "superseded", context)
 
 
 def reservation_rejected(uow: UnitOfWork, reference: str, shortages: list[dict[str, Any]]) -> None:
-    """pending → backordered. Anything else is a late or repeated answer: no transition."""
-    shipment, now = _lock_referenced(uow, reference)
+    """pending → backordered. Anything else is a late or repeated answer: no transition.
+
+    A rejection about a shipment shipping does not have holds no stock: logged, nothing else.
+    """
+    locked = _lock_referenced(uow, reference)
+    if locked is None:
+        log.warning("reservation rejected for an unknown shipment: ignored",
+                    extra={"reference": reference})
+        return
+    shipment, now = locked
     current = Status(shipment.status)
     if not states.allowed(Action.REJECT, current):
         log.warning("reservation rejected for a shipment that is not pending: ignored",

@@ -17,7 +17,8 @@ from fleet_shared.db import Database
 from fleet_shared.events.envelope import Event
 from fleet_shared.problems import Problem
 from shipping import services
-from shipping.states import Action, Status
+from shipping.events import PUBLISHES
+from shipping.states import CREATED_EVENT, TRANSITIONS, Action, Status
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +83,11 @@ def test_ready_dispatched_delivered(
     events = {event.type: event.data for event in outbox(db)}
     assert events["shipping.shipment.dispatched"] == {
         "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "dispatched",
-        "reservation_id": reservation, "carrier": "DHL", "tracking_number": "JD014600006281"}
+        "sequence": 3, "reservation_id": reservation, "carrier": "DHL",
+        "tracking_number": "JD014600006281"}
     assert events["shipping.shipment.delivered"] == {
-        "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "delivered"}
+        "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "delivered",
+        "sequence": 4}
 
 
 def test_dispatch_without_a_tracking_number(
@@ -126,7 +129,8 @@ def test_cancel_from_each_cancellable_status(
     validate(event)
     assert event.data == {
         "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "cancelled",
-        "reservation_id": shipment["reservation_id"], "reason": "Out of budget"}
+        "sequence": len(shipment["history"]) + 1, "reservation_id": shipment["reservation_id"],
+        "reason": "Out of budget"}
     assert (event.data["reservation_id"] is None) == (status is not Status.READY)
 
 
@@ -147,6 +151,7 @@ def test_reserve_asks_inventory_again(
     validate(event)
     assert event.data == {
         "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "pending",
+        "sequence": 3,
         "items": [{"sku": "WIDGET-1", "quantity": 2}, {"sku": "GADGET-22", "quantity": 1}]}
 
 
@@ -315,13 +320,38 @@ def test_every_published_event_keeps_its_contract(
     events = outbox(db)
     for event in events:
         validate(event)
-        assert event.source == "shipping" and event.version == 1
+        assert event.source == "shipping" and event.version == PUBLISHES[event.type] == 2
         assert event.data["status"] == event.type.rsplit(".", 1)[1] or \
             event.type in ("shipping.shipment.created",
                            "shipping.shipment.reservation_requested")
     published = {event.type for event in events}
-    assert published == {name for name, _ in contracts() if name.startswith("shipping.")}
+    assert published == {move.event for move in TRANSITIONS.values()} | {CREATED_EVENT}
+    assert published <= {name for name, _ in contracts()}
     assert len({event.id for event in events}) == len(events)
+
+
+def test_every_shipment_event_carries_the_history_length_as_its_sequence(
+    client: FlaskClient, auth: dict[str, str], shipment_in: ShipmentIn, db: Database
+) -> None:
+    """Consumers order a shipment's events by `sequence`, never by the pods' clocks."""
+    ids = [shipment_in(status)["id"] for status in Status]
+    ids.append(shipment_in(Status.READY)["id"])
+    act(client, auth, ids[-1], "cancel", {"reason": "test"})
+    ids.append(shipment_in(Status.BACKORDERED)["id"])
+    act(client, auth, ids[-1], "reserve")
+    with db.unit_of_work() as uow:
+        services.reservation_confirmed(uow, ids[-1], str(uuid.uuid4()))
+        uow.commit()
+
+    events = outbox(db)
+    for shipment_id in ids:
+        history = client.get(f"/v1/shipments/{shipment_id}", headers=auth).json["history"]
+        mine = [e for e in events if e.data["shipment_id"] == shipment_id]
+        # One event per history entry, in order, each numbered by the history length it leaves.
+        assert [(e.data["sequence"], e.data["status"]) for e in mine] == [
+            (n, entry["status"]) for n, entry in enumerate(history, start=1)]
+    assert [e.type.rsplit(".", 1)[1] for e in events if e.data["shipment_id"] == ids[-1]] \
+        == ["created", "backordered", "reservation_requested", "ready"]
 
 
 def test_each_transition_writes_one_history_entry_and_one_event(

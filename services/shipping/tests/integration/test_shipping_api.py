@@ -69,11 +69,11 @@ def test_create_publishes_shipment_created_in_the_same_transaction(
     [event] = outbox(db)
     validate(event)
     assert event.type == "shipping.shipment.created"
-    assert event.source == "shipping"
+    assert (event.source, event.version) == ("shipping", 2)
     assert event.correlation_id == "req-create-1"
     assert event.data == {
         "shipment_id": shipment["id"], "order_reference": "ORDER-1", "status": "pending",
-        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "sequence": 1, "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
         "items": [{"sku": "WIDGET-1", "quantity": 2}, {"sku": "GADGET-22", "quantity": 1}],
     }
 

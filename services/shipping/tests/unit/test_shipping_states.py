@@ -75,7 +75,11 @@ def test_each_transition_publishes_its_own_status_event() -> None:
 
 def test_every_published_event_has_a_contract() -> None:
     from fleet_shared.contracts import contracts
+    from shipping.events import DECLINED, PUBLISHES, STALLED
 
-    published = {t.event for t in states.TRANSITIONS.values()} | {states.CREATED_EVENT}
+    moves = {t.event for t in states.TRANSITIONS.values()} | {states.CREATED_EVENT}
+    assert set(PUBLISHES) == moves | {STALLED, DECLINED}
+    assert {(name, PUBLISHES[name]) for name in moves} == {(name, 2) for name in moves}
     shipping_contracts = {name for name, _version in contracts() if name.startswith("shipping.")}
-    assert published == shipping_contracts
+    assert set(PUBLISHES) == shipping_contracts
+    assert set(PUBLISHES.items()) <= set(contracts())

@@ -1,9 +1,11 @@
 """Support's side of the saga: what each consumed shipping event does (DESIGN.md §4, point 5).
 
 Every event updates support's projection of the shipment (out-of-order safe, see
-`services.record_shipment`); `backordered` and `failed` also open the one system ticket for
-their shipment and reason. The consumer runs each handler in the transaction that records the
-event id in the inbox, so a redelivered event changes nothing.
+`services.record_shipment`); `backordered`, `failed` and `stalled` also open the one system
+ticket for their shipment and reason. Shipment events are accepted in v1 (no `sequence`)
+and v2 (with it): support deploys before shipping publishes v2, and still reads the v1 events
+queued before. The consumer runs each handler in the transaction that records the event id in
+the inbox, so a redelivered event changes nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def shipment_changed(event: Event) -> services.ShipmentChanged:
         status=data["status"],
         occurred_at=occurred_at(event),
         customer_email=customer.get("email"),
+        sequence=data.get("sequence"),
     )
 
 
@@ -61,6 +64,17 @@ def failed_ticket(event: Event) -> tuple[str, str]:
             f"failed: {data['reason']}")
 
 
+def stalled_ticket(event: Event) -> tuple[str, str]:
+    data = event.data
+    waited = data["waited_seconds"]
+    return (f"Order {data['order_reference']} is stalled: inventory has not answered",
+            f"Shipping asked inventory {data['requests']} times to reserve shipment "
+            f"{data['shipment_id']} (order {data['order_reference']}) and got no answer; it "
+            f"has waited in pending for {waited // 60} min {waited % 60} s. Check inventory's "
+            f"worker and its parked events; an answer that still arrives moves the shipment "
+            f"on, or cancel it.")
+
+
 def _record_and_open(uow: UnitOfWork, event: Event, reason: str, subject: str,
                      description: str) -> None:
     change = shipment_changed(event)
@@ -79,6 +93,12 @@ def on_failed(uow: UnitOfWork, event: Event) -> None:
     _record_and_open(uow, event, "failed", *failed_ticket(event))
 
 
+def on_stalled(uow: UnitOfWork, event: Event) -> None:
+    """An urgent system ticket, once per shipment however often it stalls; the shipment is
+    still pending (the event's sequence is its current one, so the status stays put)."""
+    _record_and_open(uow, event, "stalled", *stalled_ticket(event))
+
+
 HANDLERS: dict[str, Handler] = {
     "shipping.shipment.created": on_status,
     "shipping.shipment.reservation_requested": on_status,
@@ -88,4 +108,10 @@ HANDLERS: dict[str, Handler] = {
     "shipping.shipment.delivered": on_status,
     "shipping.shipment.failed": on_failed,
     "shipping.shipment.cancelled": on_status,
+    "shipping.shipment.stalled": on_stalled,
 }
+
+# Each status event in v1 (no sequence) and v2 (with one); stalled exists in v1 only.
+ACCEPTS: dict[str, frozenset[int]] = {
+    event_type: frozenset({1, 2}) for event_type in HANDLERS
+    if event_type != "shipping.shipment.stalled"}

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -29,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 STATUSES = ("open", "pending", "resolved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 SOURCES = ("customer", "system")
-REASONS = ("backordered", "failed")
+REASONS = ("backordered", "failed", "stalled")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -92,8 +93,10 @@ class Comment(Base):
 class Shipment(Base):
     """What support knows of a shipment, from shipping's events only (never over HTTP).
 
-    `status_at` is the `occurred_at` of the event that set `status`: an event older than it
-    changes no status, so out-of-order delivery never moves a shipment backwards.
+    `status_seq` is the highest `sequence` seen in the shipment's events (v2 on), `status_at`
+    the latest `occurred_at`: an event changes the status only if it is newer — by sequence
+    when both it and the row have one, else by `occurred_at` — so out-of-order delivery never
+    moves a shipment backwards (services.record_shipment).
     """
 
     __tablename__ = "shipments"
@@ -102,5 +105,6 @@ class Shipment(Base):
     order_reference: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(32))
     status_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_seq: Mapped[int | None] = mapped_column(Integer)
     customer_email: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

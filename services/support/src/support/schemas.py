@@ -13,7 +13,7 @@ from fleet_shared.http.pagination import PageQuery
 Status = Literal["open", "pending", "resolved", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Source = Literal["customer", "system"]
-Reason = Literal["backordered", "failed"]
+Reason = Literal["backordered", "failed", "stalled"]
 
 
 def _not_blank(value: str) -> str:

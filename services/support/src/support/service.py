@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from fleet_shared.service import ServiceSpec
-from support.handlers import HANDLERS
+from support.handlers import ACCEPTS, HANDLERS
 
-SERVICE = ServiceSpec(name="support", title="Support", handlers=HANDLERS)
+SERVICE = ServiceSpec(name="support", title="Support", handlers=HANDLERS, accepts=ACCEPTS)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, select, text, update
+from sqlalchemy import Connection, Row, and_, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,8 @@ def check_transition(current: str, new: str) -> None:
 
 
 #: Why support opens a system ticket, and at which priority (DESIGN.md §4 point 5).
-SYSTEM_PRIORITIES: Mapping[str, str] = {"backordered": "high", "failed": "urgent"}
+SYSTEM_PRIORITIES: Mapping[str, str] = {"backordered": "high", "failed": "urgent",
+                                         "stalled": "urgent"}
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -231,6 +232,7 @@ class ShipmentChanged:
     status: str
     occurred_at: datetime
     customer_email: str | None = None  # only shipping.shipment.created carries the customer
+    sequence: int | None = None  # shipping's order of the shipment's events (v2 on)
 
 
 @dataclass(frozen=True)
@@ -242,22 +244,30 @@ class ShipmentView:
 def record_shipment(uow: UnitOfWork, change: ShipmentChanged) -> ShipmentView:
     """Upsert the projection in one statement (the row lock makes it race-free).
 
-    The status moves only for an event newer than the one that set it (by `occurred_at`),
-    so an event delivered late never moves a shipment backwards; the customer's email is
-    kept whatever the order, since only the created event carries it.
+    The status moves only for an event newer than every one seen before: by `sequence`,
+    which shipping assigns under the shipment's row lock, when both the event and the row
+    carry one; by `occurred_at` otherwise (v1 events, rows projected from them), a wall clock
+    of whichever pod wrote the event and only a fallback. So an event delivered late never
+    moves a shipment backwards. The row keeps the highest sequence and the latest
+    `occurred_at` seen; the customer's email is kept whatever the order, since only the
+    created event carries it.
     """
     table = models.Shipment
     upsert = insert(table).values(
         shipment_id=change.shipment_id, order_reference=change.order_reference,
-        status=change.status, status_at=change.occurred_at,
+        status=change.status, status_at=change.occurred_at, status_seq=change.sequence,
         customer_email=change.customer_email)
     excluded = upsert.excluded
-    newer = excluded.status_at > table.status_at
+    by_sequence = and_(excluded.status_seq.is_not(None), table.status_seq.is_not(None))
+    newer = case((by_sequence, excluded.status_seq > table.status_seq),
+                 else_=excluded.status_at > table.status_at)
     stmt = upsert.on_conflict_do_update(
         index_elements=[table.shipment_id],
         set_={
             "status": case((newer, excluded.status), else_=table.status),
             "status_at": func.greatest(table.status_at, excluded.status_at),
+            # greatest() skips nulls: a v1 event leaves the sequence as it was.
+            "status_seq": func.greatest(table.status_seq, excluded.status_seq),
             "customer_email": func.coalesce(excluded.customer_email, table.customer_email),
             "updated_at": func.now(),
         },

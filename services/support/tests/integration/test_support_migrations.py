@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from fleet_shared import migrations
 from fleet_shared.db import engine_url
@@ -46,3 +47,27 @@ def test_the_models_match_the_migrated_schema(database_url: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_a_downgrade_below_0003_keeps_the_stalled_tickets_already_opened(
+    make_database: Any
+) -> None:
+    url = make_database("support_0003")
+    migrations.upgrade("support", url)
+    engine = create_engine(engine_url(url))
+    ticket = ("INSERT INTO tickets (id, subject, description, shipment_id, priority, status, "
+              "source, reason) VALUES (gen_random_uuid(), 'Stuck', 'No answer', "
+              "gen_random_uuid(), 'urgent', 'open', 'system', :reason)")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(ticket), {"reason": "stalled"})
+        migrations.downgrade("support", url, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT reason FROM tickets")).scalars().all() == ["stalled"]
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the older rule holds
+            conn.execute(text(ticket), {"reason": "stalled"})
+        migrations.upgrade("support", url)
+        with engine.begin() as conn:
+            conn.execute(text(ticket), {"reason": "stalled"})
+    finally:
+        engine.dispose()

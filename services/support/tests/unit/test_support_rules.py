@@ -41,7 +41,8 @@ def test_closed_is_final() -> None:
 
 
 def test_system_ticket_priorities() -> None:
-    assert services.SYSTEM_PRIORITIES == {"backordered": "high", "failed": "urgent"}
+    assert services.SYSTEM_PRIORITIES == {"backordered": "high", "failed": "urgent",
+                                          "stalled": "urgent"}
 
 
 def _event(type_: str, occurred_at: str, **data: object) -> Event:
@@ -97,7 +98,7 @@ def test_every_shipping_event_has_a_handler_and_a_contract() -> None:
     shipping = {event_type for event_type, _ in contracts()
                 if event_type.startswith("shipping.shipment.")}
     assert set(handlers.HANDLERS) == shipping
-    assert len(shipping) == 8
+    assert len(shipping) == 9
 
 
 def test_the_topology_binds_support_queue_to_every_handled_type() -> None:
