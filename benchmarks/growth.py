@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import secrets
 import statistics
-import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,17 +85,15 @@ def post_throughput(app: Any, seconds: float = POST_SECONDS, threads: int = 4) -
     def client(index: int) -> None:
         test_client = app.test_client()
         while time.monotonic() < deadline:
-            sku = f"G{next(_SKUS)}"
+            sku = f"GROWTH-{next(_SKUS)}"
             response = test_client.post("/v1/products", json={"sku": sku, "name": sku},
                                         headers={**auth, "Idempotency-Key": f"key-{sku}"})
             assert response.status_code == 201, response.json
             counts[index] += 1
 
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(client, index) for index in range(threads)]:
+            done.result()  # a failed request fails the benchmark
     return sum(counts) / seconds
 
 

@@ -15,6 +15,8 @@ How long each is kept (settings):
 - ``IDEMPOTENCY_RETENTION`` (24h): how long a client may retry a POST with the same
   Idempotency-Key and get the first response again.
 
+A service adds tables of its own that must not grow forever (`ServiceSpec.retained`).
+
 Each pass also sets `fleet_retained_rows` (the planner's estimate: exact counts of millions of
 rows would cost more than the pruning) and `fleet_retained_oldest_age_seconds` per table.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,13 +71,14 @@ TABLES = (
 )
 
 
-def prune(db: Database, settings: Mapping[str, Any], budget: float = PASS_BUDGET) -> dict[str, int]:
+def prune(db: Database, settings: Mapping[str, Any], budget: float = PASS_BUDGET,
+          tables: Sequence[Retained] = TABLES) -> dict[str, int]:
     """One pass over every table; returns how many rows each lost."""
     removed = {}
     deadline = time.monotonic() + budget
     conn: Any
     with db.read_pool.connection() as conn:  # autocommit: each DELETE is its own transaction
-        for table in TABLES:
+        for table in tables:
             [row] = conn.execute("SELECT now() - make_interval(secs => %(seconds)s) AS cutoff",
                                  {"seconds": settings[table.setting]}).fetchall()
             cutoff = row["cutoff"]

@@ -48,6 +48,8 @@ class ServiceSpec:
     accepts: Mapping[str, frozenset[int]] = field(default_factory=dict)
     extra_settings: tuple[Setting, ...] = ()
     periodic: TaskFactory | None = None
+    # The service's own tables that retention prunes beside the outbox, inbox and keys.
+    retained: tuple[retention.Retained, ...] = ()
 
     def accepted_versions(self, event_type: str) -> frozenset[int]:
         return self.accepts.get(event_type, frozenset({1}))
@@ -110,7 +112,8 @@ def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> 
                             name=f"{spec.name}-consumer", after_commit=relay.wake,
                             accepts=spec.accepted_versions)
     tasks = [PeriodicTask("retention", retention.PRUNE_INTERVAL,
-                          partial(retention.prune, db, settings))]
+                          partial(retention.prune, db, settings,
+                                  tables=retention.TABLES + spec.retained))]
     if spec.periodic is not None:
         tasks.extend(spec.periodic(db, settings))
     return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,

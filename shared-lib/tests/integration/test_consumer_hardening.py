@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import time
 from typing import Any
 
@@ -26,6 +28,7 @@ from fleet_shared.events import metrics
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import ATTEMPT_HEADER, REASON_HEADER, PoisonEvent
 from fleet_shared.events.envelope import Event
+from fleet_shared.fleetctl.dlq import describe
 from fleet_shared.testing import wait_for
 
 pytestmark = pytest.mark.integration
@@ -184,3 +187,35 @@ def test_a_consumer_thread_survives_a_crashing_decoder(
         assert consumer.connected.is_set()
     [(properties, _)] = drain(broker_url, topology.parking_queue)
     assert properties.headers[REASON_HEADER] == "invalid event: ZeroDivisionError while decoding"
+
+
+class ProcessDied(BaseException):
+    """Stands for a message that kills the worker process on every delivery (a segfault in a
+    driver, the OOM killer): nothing in the consumer can catch it."""
+
+
+def test_a_message_that_kills_the_worker_every_time_is_parked_by_the_delivery_limit(
+    db: Database, topology: Topology, broker_url: str
+) -> None:
+    limited = dataclasses.replace(topology, delivery_limit=2)
+    declare(limited, broker_url)
+    killer = Event.new(EVENT_TYPE, {"value": 666}, source="test")
+    publish_raw(broker_url, limited.exchange, killer.to_json())
+
+    def die(uow: UnitOfWork, event: Event) -> None:
+        raise ProcessDied
+
+    crashes = 0
+    while queue_depth(broker_url, limited.parking_queue) == 0:
+        assert crashes <= limited.delivery_limit + 1, "the restart loop did not end"
+        with pytest.raises(ProcessDied):  # each run is a worker process that dies
+            make_consumer(db, limited, broker_url, handlers={EVENT_TYPE: die}).run(
+                threading.Event())
+        crashes += 1
+        wait_for(lambda: queue_depth(broker_url, limited.queue)
+                 + queue_depth(broker_url, limited.parking_queue) == 1)
+    assert crashes == limited.delivery_limit + 1
+    assert queue_depth(broker_url, limited.queue) == 0
+    [(properties, body)] = drain(broker_url, limited.parking_queue)
+    assert Event.from_json(body).id == killer.id
+    assert describe(1, properties, body).reason == "broker: delivery_limit"

@@ -8,7 +8,7 @@ version still writing reservations while this one rolls out.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-08
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations

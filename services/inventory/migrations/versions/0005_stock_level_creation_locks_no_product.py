@@ -9,7 +9,7 @@ transaction rebuilds the representation anyway.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-08
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations

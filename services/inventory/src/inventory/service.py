@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from fleet_shared.db import Database
+from fleet_shared.retention import Retained
 from fleet_shared.service import ServiceSpec
 from fleet_shared.settings import Settings
 from fleet_shared.worker import PeriodicTask
@@ -27,6 +28,14 @@ ACCEPTS = {
 }
 
 
+# A cancel tombstone guards against a reservation request arriving after its cancel; it is
+# kept as long as the inbox remembers event ids. A request replayed later still cannot hold
+# stock for good: the reservation check re-confirms it and shipping declines it.
+RETAINED = (Retained("cancelled_references", "INBOX_RETENTION", "created_at",
+                     "created_at < %(cutoff)s",
+                     "SELECT min(created_at) FROM cancelled_references"),)
+
+
 def worker_tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
     """The worker's reservation check, and the same schedule for the reservations its
     handlers make."""
@@ -38,4 +47,5 @@ def worker_tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
 
 SERVICE = ServiceSpec(name="inventory", title="Inventory", handlers=HANDLERS,
                       publishes=PUBLISHES, accepts=ACCEPTS,
-                      extra_settings=(reconciliation.CHECK_AFTER,), periodic=worker_tasks)
+                      extra_settings=(reconciliation.CHECK_AFTER,), periodic=worker_tasks,
+                      retained=RETAINED)

@@ -368,3 +368,24 @@ def test_the_accepted_versions(db: Database) -> None:
                        "shipping.shipment.dispatched", "shipping.shipment.cancelled"):
         assert SERVICE.accepted_versions(event_type) == {1, 2}
     assert SERVICE.accepted_versions("shipping.reservation.declined") == {1}
+
+
+def test_the_worker_prunes_cancel_tombstones_older_than_the_inbox_remembers(
+    db: Database, settings_env: dict[str, str]
+) -> None:
+    from fleet_shared import retention
+    from fleet_shared.service import build_worker
+
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO cancelled_references (reference, created_at) VALUES "
+            "('old', now() - interval '8 days'), ('recent', now() - interval '6 days')"))
+    worker = build_worker(SERVICE, SERVICE.load_settings(settings_env), health=False)
+    try:
+        [task] = [t for t in worker.scheduler.tasks if t.name == "retention"]
+        task.run()
+    finally:
+        worker.db.dispose()
+    assert [row["reference"] for row in db.read("SELECT reference FROM cancelled_references")
+            ] == ["recent"]
+    assert retention.OLDEST.labels("cancelled_references")._value.get() > 6 * 86400 - 60

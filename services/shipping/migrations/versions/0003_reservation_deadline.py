@@ -7,7 +7,7 @@ other. Shipments already pending are dated from the history entry that made them
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-08
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ previous release, still consuming during the rollout, leaves it alone.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-08
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
