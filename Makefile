@@ -14,13 +14,14 @@ setup: .venv/.synced
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-## deps-system: nginx for the gateway, envsubst for its container entrypoint test, wrk for
-## benchmarks (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
+## deps-system: nginx for the gateway, envsubst and busybox for its container entrypoint tests,
+## wrk for benchmarks (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
 deps-system:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
 	command -v envsubst >/dev/null 2>&1 || missing="$$missing gettext-base"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v busybox >/dev/null 2>&1 || missing="$$missing busybox"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && apt-get install -y -qq $$missing; \

@@ -33,10 +33,12 @@ API_PORT = 8000
 WORKER_PORT = 9000
 GATEWAY_PORT = 8080
 GRACEFUL_TIMEOUT = 20
-GATEWAY_VARIABLES: frozenset[str] = frozenset({
+#: What the gateway container reads (gateway/entrypoint.sh); every deploy target sets each one.
+GATEWAY_SETTINGS: frozenset[str] = frozenset({
     "GATEWAY_LISTEN", "INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS",
     "GATEWAY_RATE", "GATEWAY_BURST", "GATEWAY_READ_TIMEOUT", "GATEWAY_RUN_DIR",
     "GATEWAY_ACCESS_LOG", "GATEWAY_ERROR_LOG", "GATEWAY_WORKER_PROCESSES",
+    "GATEWAY_TRUSTED_PROXIES",
 })
 
 BIN = Path(sys.executable).parent
@@ -287,6 +289,24 @@ def helm_objects(rendered: Mapping[str, str]) -> list[dict[str, Any]]:
     return objects
 
 
+def nginx_arguments(conf: str, directive: str) -> list[list[str]]:
+    """The arguments of every simple `directive` in an NGINX configuration's text (comments
+    dropped; enough for directives whose arguments hold no quotes or `;`)."""
+    words = re.sub(r"#[^\n]*", "", conf).replace(";", " ; ").split()
+    found: list[list[str]] = []
+    current: list[str] | None = None
+    for word in words:
+        if current is not None:
+            if word == ";":
+                found.append(current)
+                current = None
+            else:
+                current.append(word)
+        elif word == directive:
+            current = []
+    return found
+
+
 def json_dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
@@ -335,6 +355,8 @@ _PROD_GATEWAY = {
         "kubernetes.io/metadata.name": "ingress-nginx"}}}]},
     "config": {"GATEWAY_RATE": "50r/s", "GATEWAY_BURST": "100",
                "GATEWAY_READ_TIMEOUT": "20s", "GATEWAY_WORKER_PROCESSES": "4"},
+    # The ingress controller's pods, on a dual-stack cluster.
+    "trustedProxies": ["10.244.0.0/16", "fd00:10:244::/56"],
 }
 
 _PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----

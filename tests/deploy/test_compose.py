@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from .support import (
     API_PORT,
     GATEWAY_PORT,
-    GATEWAY_VARIABLES,
+    GATEWAY_SETTINGS,
     GRACEFUL_TIMEOUT,
     REPO,
     SERVICES,
@@ -108,8 +109,10 @@ def test_gateway(compose_model: dict[str, Any]) -> None:
     published = {(int(p["published"]), int(p["target"])) for p in gateway["ports"]}
     assert published == {(GATEWAY_PORT, GATEWAY_PORT)}
     env = gateway["environment"]
-    assert set(env) == GATEWAY_VARIABLES
+    assert set(env) == GATEWAY_SETTINGS
     assert env["GATEWAY_LISTEN"] == str(GATEWAY_PORT)
+    # Clients connect to the published port themselves: nobody's X-Forwarded-For is believed.
+    assert env["GATEWAY_TRUSTED_PROXIES"] == ""
     for name in SERVICES:
         assert env[f"{name.upper()}_SERVERS"] == f"server {name}-api:{API_PORT};"
         assert gateway["depends_on"][f"{name}-api"]["condition"] == "service_healthy"
@@ -117,11 +120,23 @@ def test_gateway(compose_model: dict[str, Any]) -> None:
     assert gateway.get("read_only") is True
 
 
+def test_gateway_trusted_proxies_come_from_the_env_file(tmp_path: Path) -> None:
+    """With a proxy in front, .env names it; the gateway renders it as its trusted range."""
+    from fleet_shared import gateway
+
+    env_file = tmp_path / "env"
+    env_file.write_text((REPO / ".env.example").read_text()
+                        + "\nGATEWAY_TRUSTED_PROXIES=172.16.0.0/12, fd00::/8\n")
+    model = json.loads(compose("config", "--format", "json", env_file=env_file).stdout)
+    env = model["services"]["gateway"]["environment"]
+    lines = gateway.template_values(env)["GATEWAY_REAL_IP_FROM"]
+    assert lines == "set_real_ip_from 172.16.0.0/12; set_real_ip_from fd00::/8;"
+
+
 def test_gateway_build_context_holds_what_its_dockerfile_copies(
         compose_model: dict[str, Any]) -> None:
     dockerfile = REPO / "gateway" / "Dockerfile"
-    if not dockerfile.exists():
-        pytest.skip("gateway/Dockerfile is not written yet")
+    assert dockerfile.exists(), "gateway/Dockerfile is missing"
     build = compose_model["services"]["gateway"]["build"]
     context = Path(build["context"])
     for line in dockerfile.read_text().splitlines():

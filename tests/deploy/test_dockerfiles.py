@@ -151,11 +151,9 @@ def test_service_wheel_ships_its_migrations(name: str) -> None:
     """The image installs the service as a wheel (--no-editable), so `<svc> migrate` only finds
     Alembic's env.py if the wheel carries it (fleet_shared.migrations.migrations_dir)."""
     project = REPO / "services" / name
-    if not (project / "pyproject.toml").exists():
-        pytest.skip(f"services/{name} has no pyproject.toml yet")
+    assert (project / "pyproject.toml").exists(), f"services/{name} has no pyproject.toml"
     env_files = [p for p in project.rglob("env.py") if "tests" not in p.parts]
-    if not env_files:
-        pytest.skip(f"services/{name} has no Alembic migrations yet")
+    assert env_files, f"services/{name} has no Alembic migrations"
     roots = _wheel_roots(project)
     shipped = [p for p in env_files if any(p.is_relative_to(root) for root in roots)]
     assert shipped, (

@@ -116,6 +116,19 @@ def test_schema_rejects_bad_values(chart_tree: Path, chart: str, values: dict[st
     _render_error(chart_tree / chart, values)
 
 
+@pytest.mark.parametrize("chart,values", [
+    ("gateway", {"trustedProxies": ["10.0.0.0/33"]}),
+    ("gateway", {"trustedProxies": ["ingress-nginx.ingress-nginx.svc"]}),
+    ("gateway", {"trustedProxies": ["10.0.0.0/8; set_real_ip_from 0.0.0.0/0"]}),
+    ("gateway", {"trustedProxies": "10.0.0.0/8"}),
+    # The umbrella chart hands the value to the gateway chart, whose schema checks it.
+    ("fleet", {"gateway": {"trustedProxies": ["10.0.0.0/33"]}}),
+])
+def test_schema_rejects_a_bad_trusted_proxy(chart_tree: Path, chart: str,
+                                            values: dict[str, Any]) -> None:
+    assert "/trustedProxies" in _render_error(chart_tree / chart, values)
+
+
 def test_no_secret_has_a_default(helm_scenarios: dict[str, list[dict[str, Any]]],
                                  chart_tree: Path) -> None:
     for name in (*SERVICES, "gateway", "fleet"):

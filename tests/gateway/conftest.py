@@ -6,6 +6,9 @@
 - ``refused_address``: a loopback address where nothing listens.
 - ``start_gateway``: renders gateway/nginx.conf.template with fleet_shared.gateway, checks it
   with ``nginx -t`` and starts NGINX on an ephemeral loopback port with a fresh run directory.
+  It listens on 127.0.0.1, and every 127.x.y.z is this machine: a request sent from another
+  loopback address (``source_address=("127.0.0.2", 0)``) is another client, or another proxy
+  (``trusted_proxies=["127.0.0.2"]``).
   Everything it starts is stopped, and its run directory removed, when the test ends.
 - ``gateway``: the usual gateway in front of ``upstream_stubs``: inventory has two servers,
   shipping one, support one live server and ``refused_address``.
@@ -59,7 +62,7 @@ def refused_address() -> str:
 @pytest.fixture
 def nginx_bin() -> str:
     if NGINX is None:
-        pytest.skip("nginx is not installed")
+        pytest.fail("nginx is not installed (make deps-system installs it)")
     return NGINX
 
 
@@ -86,6 +89,7 @@ def start_gateway(
         rate: str = "1000r/s",
         burst: int = 1000,
         read_timeout: str = READ_TIMEOUT,
+        trusted_proxies: str | Sequence[str] = (),
     ) -> Gateway:
         if upstreams is None:
             upstreams = {name: [s.address for s in group] for name, group in upstream_stubs.items()}
@@ -95,7 +99,7 @@ def start_gateway(
             run_dirs.append(run)
             port = free_port()
             values = gw.local_values(run, f"127.0.0.1:{port}", upstreams, rate=rate, burst=burst,
-                                     read_timeout=read_timeout)
+                                     read_timeout=read_timeout, trusted_proxies=trusted_proxies)
             conf = write_config(run, values)
             check = subprocess.run(nginx_command(run, conf, "-t", "-q"), capture_output=True,
                                    timeout=30, check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,39 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").e
 
 # The test gateway waits 1 s for an upstream, so timeouts are quick to provoke.
 READ_TIMEOUT = "1s"
+
+
+#: Entries of GATEWAY_TRUSTED_PROXIES: accepted, and refused (with why). test_gateway_render.py
+#: checks them with the Python renderer, test_gateway_config.py with the image's entrypoint.
+VALID_PROXIES = [
+    "10.244.0.0/16", "10.0.0.1", "0.0.0.0/0", "255.255.255.254/32", "::ffff:255.255.255.255",
+    "10.0.0.1/8",  # host bits after the prefix: NGINX ignores them (with a warning)
+    "::", "::/0", "::1", "fd00::/8", "FD00:10:244::/56", "1:2:3:4:5:6:7:8",
+    "1:2:3:4:5:6:7::", "::1:2:3:4:5:6:7", "::ffff:192.0.2.1", "::ffff:192.0.2.0/120",
+    "1:2:3:4:5:6:192.0.2.1", "2001:db8::/128",
+]
+INVALID_PROXIES = [
+    "10.0.0.0/33",  # prefix too long for IPv4
+    "fd00::/129",  # ... and for IPv6
+    "10.0.0.0/",  # no prefix after the slash
+    "10.0.0.0/08",  # leading zero in the prefix
+    "10.0.0.0/8/8",
+    "10.0.0.0/255.0.0.0",  # a netmask: ipaddress takes it, NGINX does not
+    "10.0.0", "1.2.3.4.5", "256.1.1.1",
+    "255.255.255.255", "255.255.255.255/32",  # INADDR_NONE: NGINX's parser takes it for an error
+    "010.0.0.1",  # leading zero: octal to some parsers
+    "fe80::1%eth0",  # a zone
+    "1:2:3:4:5:6:7:8:9", "1::2::3", ":::", ":1::", "1::2:", "12345::",
+    "1:2:3:4:5:6:7:192.0.2.1", "::ffff:192.0.2.256", "1.2.3.4::",
+    "ingress-nginx", "localhost",  # host names: NGINX would look them up at every start
+    "10.0.0.0/8;", "unix:",
+]
+
+
+def real_ip_from(rendered: str) -> list[str]:
+    """The addresses of the ``set_real_ip_from`` directives in a rendered file."""
+    tokens = re.sub(r"#[^\n]*", "", rendered).replace(";", " ; ").split()
+    return [tokens[i + 1] for i, token in enumerate(tokens) if token == "set_real_ip_from"]
 
 
 def free_port() -> int:
@@ -301,6 +335,7 @@ class StartGateway(Protocol):
         rate: str = ...,
         burst: int = ...,
         read_timeout: str = ...,
+        trusted_proxies: str | Sequence[str] = ...,
     ) -> Gateway: ...
 
 

@@ -6,15 +6,24 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from gateway_harness import NGINX, nginx_command, write_config
+from gateway_harness import (
+    INVALID_PROXIES,
+    NGINX,
+    VALID_PROXIES,
+    nginx_command,
+    real_ip_from,
+    write_config,
+)
 
 from fleet_shared import gateway as gw
 
 REPO = gw.TEMPLATE_PATH.parents[1]
 DOCKERFILE = REPO / "gateway" / "Dockerfile"
+ENTRYPOINT = REPO / "gateway" / "entrypoint.sh"
 HADOLINT = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
 
 LOCAL_UPSTREAMS = {
@@ -55,8 +64,9 @@ def test_kubernetes_shaped_rendering_passes_nginx_t(nginx_bin: str, run_dir: Pat
         "GATEWAY_ACCESS_LOG": "/dev/stdout",
         "GATEWAY_ERROR_LOG": "stderr",
         "GATEWAY_WORKER_PROCESSES": "auto",
+        "GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16, fd00:10:244::/56",
     }
-    result = nginx_test(run_dir, write_config(run_dir, values))
+    result = nginx_test(run_dir, write_config(run_dir, gw.template_values(values)))
     assert result.returncode == 0, result.stderr
 
 
@@ -71,6 +81,9 @@ def test_the_template_sets_what_the_contract_asks(nginx_bin: str) -> None:
         "proxy_read_timeout ${GATEWAY_READ_TIMEOUT};",
         "limit_req_zone $binary_remote_addr zone=fleet_per_client:10m rate=${GATEWAY_RATE};",
         "log_format fleet_json escape=json",
+        "${GATEWAY_REAL_IP_FROM}",
+        "real_ip_header X-Forwarded-For;",
+        "real_ip_recursive on;",
     ):
         assert directive in template
     assert re.search(r"^\s*proxy_connect_timeout \d+s;", template, re.M)
@@ -86,7 +99,7 @@ def test_the_template_sets_what_the_contract_asks(nginx_bin: str) -> None:
 
 def test_dockerfile_is_hadolint_clean() -> None:
     if not Path(HADOLINT).exists():
-        pytest.skip("hadolint is not installed")
+        pytest.fail("hadolint is not installed (make setup installs it)")
     result = subprocess.run([HADOLINT, str(DOCKERFILE)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -102,48 +115,111 @@ def test_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
     assert re.search(r"^STOPSIGNAL SIGQUIT$", text, re.M)
 
 
-def entrypoint_script() -> str:
-    """The entrypoint script the Dockerfile writes, produced by running its printf here."""
+def test_dockerfile_installs_the_entrypoint() -> None:
     text = DOCKERFILE.read_text()
-    match = re.search(r"^RUN (printf .*?)\s*> /usr/local/bin/fleet-gateway", text, re.M | re.S)
-    assert match, "the Dockerfile no longer writes /usr/local/bin/fleet-gateway with printf"
-    command = match.group(1).replace("\\\n", " ")
-    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10,
-                            check=True)
-    return result.stdout
+    assert re.search(r"^COPY entrypoint.sh /usr/local/bin/fleet-gateway$", text, re.M)
+    assert ENTRYPOINT.stat().st_mode & 0o755 == 0o755  # COPY keeps the checkout's mode
+    assert re.search(r'^ENTRYPOINT \["/usr/local/bin/fleet-gateway"\]$', text, re.M)
+    # The image default trusts nobody.
+    assert re.search(r'^\s+GATEWAY_TRUSTED_PROXIES=""$', text, re.M)
 
 
-def test_entrypoint_requires_exactly_the_template_variables() -> None:
-    match = re.search(r'^names="([^"]*)"$', entrypoint_script(), re.M)
-    assert match
-    assert set(match.group(1).split()) == gw.TEMPLATE_VARIABLES
+def entrypoint_script() -> str:
+    return ENTRYPOINT.read_text()
 
 
-def run_entrypoint(tmp: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def script_list(name: str) -> set[str]:
+    match = re.search(rf'^{name}="([^"]*)"$', entrypoint_script(), re.M)
+    assert match, f"the entrypoint no longer sets {name}"
+    return set(match.group(1).split())
+
+
+def test_entrypoint_requires_the_settings_and_renders_the_template_variables() -> None:
+    assert script_list("required") == gw.REQUIRED_SETTINGS
+    assert script_list("required") | script_list("derived") == gw.TEMPLATE_VARIABLES
+
+
+#: Shells to run the entrypoint with: the image's (BusyBox ash), where installed, and Debian's.
+SHELLS = {"busybox-ash": ["busybox", "ash"], "dash": ["sh"]}
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell(request: pytest.FixtureRequest) -> list[str]:
+    argv = SHELLS[request.param]
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} is not installed (make deps-system installs it)")
+    return argv
+
+
+def run_entrypoint(tmp: Path, env: dict[str, str], *args: str,
+                   shell: Sequence[str] = ("sh",)) -> subprocess.CompletedProcess[str]:
     script = entrypoint_script().replace("/etc/nginx/fleet/nginx.conf.template",
                                          str(gw.TEMPLATE_PATH))
     path = tmp / "fleet-gateway"
     path.write_text(script)
     base_env = {"PATH": f"{Path(NGINX or 'nginx').parent}:/usr/local/bin:/usr/bin:/bin"}
-    return subprocess.run(["sh", str(path), *args], env={**base_env, **env}, capture_output=True,
-                          text=True, timeout=30, check=False)
+    return subprocess.run([*shell, str(path), *args], env={**base_env, **env},
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
-def test_entrypoint_renders_like_the_python_renderer(nginx_bin: str, run_dir: Path) -> None:
-    if shutil.which("envsubst") is None:
-        pytest.skip("envsubst is not installed")
+@pytest.fixture
+def envsubst() -> str:
+    found = shutil.which("envsubst")
+    if found is None:
+        pytest.fail("envsubst is not installed (make deps-system installs it)")
+    return found
+
+
+def container_settings(run_dir: Path, **changes: str) -> dict[str, str]:
+    """The settings a deployment gives the container, for a local NGINX in `run_dir`."""
     values = gw.local_values(run_dir, "127.0.0.1:8080", LOCAL_UPSTREAMS)
-    # Unrelated and nginx-looking environment variables must not leak into the file.
-    env = {**values, "request_id": "LEAK", "host": "LEAK", "HOSTNAME": "LEAK"}
-    result = run_entrypoint(run_dir, env, "-t")
+    settings = {name: values[name] for name in gw.REQUIRED_SETTINGS}
+    return {**settings, **changes}
+
+
+@pytest.mark.parametrize("proxies", [None, "", "10.244.0.0/16", "127.0.0.2, fd00::/8\t10.0.0.1"])
+def test_entrypoint_renders_like_the_python_renderer(
+    nginx_bin: str, envsubst: str, shell: list[str], run_dir: Path, proxies: str | None
+) -> None:
+    settings = container_settings(run_dir)
+    if proxies is not None:
+        settings["GATEWAY_TRUSTED_PROXIES"] = proxies
+    # Unrelated and nginx-looking environment variables must not leak into the file, and a
+    # GATEWAY_REAL_IP_FROM in the environment is replaced, not believed.
+    env = {**settings, "request_id": "LEAK", "host": "LEAK", "HOSTNAME": "LEAK",
+           "GATEWAY_REAL_IP_FROM": "set_real_ip_from 0.0.0.0/0; # LEAK"}
+    result = run_entrypoint(run_dir, env, "-t", shell=shell)
     assert result.returncode == 0, result.stderr
     rendered = (run_dir / "nginx.conf").read_text()
-    assert rendered == gw.render(gw.read_template(), values)
+    assert rendered == gw.render(gw.read_template(), gw.template_values(settings))
     assert "LEAK" not in rendered
 
 
+def test_entrypoint_accepts_the_addresses_the_python_renderer_accepts(
+    nginx_bin: str, envsubst: str, shell: list[str], run_dir: Path
+) -> None:
+    settings = container_settings(run_dir, GATEWAY_TRUSTED_PROXIES=",".join(VALID_PROXIES))
+    # NGINX takes every one of them, too.
+    result = run_entrypoint(run_dir, settings, "-t", shell=shell)
+    assert result.returncode == 0, result.stderr
+    rendered = (run_dir / "nginx.conf").read_text()
+    assert rendered == gw.render(gw.read_template(), gw.template_values(settings))
+    assert real_ip_from(rendered) == VALID_PROXIES
+
+
+def test_entrypoint_refuses_what_the_python_renderer_refuses(shell: list[str],
+                                                             run_dir: Path) -> None:
+    for entry in INVALID_PROXIES:
+        settings = container_settings(run_dir, GATEWAY_TRUSTED_PROXIES=f"10.244.0.0/16 {entry}")
+        result = run_entrypoint(run_dir, settings, shell=shell)
+        assert result.returncode == 78, (entry, result.stderr)
+        assert result.stderr == (f"fleet-gateway: GATEWAY_TRUSTED_PROXIES is invalid: '{entry}' "
+                                 "is not an IP address or CIDR range\n")
+        assert not (run_dir / "nginx.conf").exists()
+
+
 def test_entrypoint_names_a_missing_variable(run_dir: Path) -> None:
-    values = gw.local_values(run_dir, "127.0.0.1:8080", LOCAL_UPSTREAMS)
+    values = container_settings(run_dir)
     del values["SUPPORT_SERVERS"]
     result = run_entrypoint(run_dir, values)
     assert result.returncode == 78

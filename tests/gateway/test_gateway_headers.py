@@ -199,7 +199,7 @@ def test_access_log_is_one_json_object_per_line(gateway: Gateway) -> None:
     assert entry["method"] == "GET"
     assert entry["uri"] == "/inventory/v1/products?q=a%22b"
     assert entry["status"] == 200
-    assert entry["client"] == "127.0.0.1"
+    assert entry["client"] == entry["peer"] == "127.0.0.1"
     assert entry["bytes"] == len(response.body)
     assert isinstance(entry["request_time"], (int, float))
     assert entry["upstream_addr"] in stub_addresses

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gateway_harness import INVALID_PROXIES, VALID_PROXIES
 
 from fleet_shared import gateway as gw
 
@@ -30,6 +31,7 @@ DECLARED = {
     "GATEWAY_ACCESS_LOG",
     "GATEWAY_ERROR_LOG",
     "GATEWAY_WORKER_PROCESSES",
+    "GATEWAY_REAL_IP_FROM",
 }
 
 
@@ -80,12 +82,52 @@ def test_render_accepts_the_environment_mapping() -> None:
         del os.environ["FLEET_GATEWAY_TEST_X"]
 
 
+def test_settings_are_the_template_variables_with_the_trusted_proxies_in_place_of_lines() -> None:
+    assert gw.SETTINGS == (DECLARED - {"GATEWAY_REAL_IP_FROM"}) | {"GATEWAY_TRUSTED_PROXIES"}
+    assert gw.REQUIRED_SETTINGS == gw.SETTINGS - {"GATEWAY_TRUSTED_PROXIES"}
+
+
+def test_template_values_build_the_real_ip_lines_from_the_setting() -> None:
+    settings = {"GATEWAY_RATE": "5r/s", "GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16, fd00::/8"}
+    assert gw.template_values(settings) == {
+        **settings,
+        "GATEWAY_REAL_IP_FROM": "set_real_ip_from 10.244.0.0/16; set_real_ip_from fd00::/8;",
+    }
+    # Unset and empty both trust nobody.
+    assert gw.template_values({})["GATEWAY_REAL_IP_FROM"] == ""
+    assert gw.template_values({"GATEWAY_TRUSTED_PROXIES": " , "})["GATEWAY_REAL_IP_FROM"] == ""
+    with pytest.raises(ValueError, match="GATEWAY_TRUSTED_PROXIES is invalid: '10.0.0.0/33'"):
+        gw.template_values({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8,10.0.0.0/33"})
+
+
+@pytest.mark.parametrize("entry", VALID_PROXIES)
+def test_parse_trusted_proxies_accepts_addresses_and_ranges(entry: str) -> None:
+    assert gw.parse_trusted_proxies(entry) == (entry,)
+
+
+@pytest.mark.parametrize("entry", INVALID_PROXIES)
+def test_parse_trusted_proxies_names_the_setting_and_the_entry(entry: str) -> None:
+    with pytest.raises(ValueError) as error:
+        gw.parse_trusted_proxies(f"10.244.0.0/16, {entry}")
+    assert str(error.value) == (f"GATEWAY_TRUSTED_PROXIES is invalid: {entry!r} is not an IP "
+                                "address or CIDR range")
+
+
+def test_parse_trusted_proxies_splits_on_commas_and_white_space() -> None:
+    assert gw.parse_trusted_proxies(" 10.0.0.0/8,fd00::/8\n\t127.0.0.2 ,, ") == (
+        "10.0.0.0/8", "fd00::/8", "127.0.0.2")
+    assert gw.parse_trusted_proxies(["10.0.0.0/8", "127.0.0.2"]) == ("10.0.0.0/8", "127.0.0.2")
+    assert gw.parse_trusted_proxies("") == ()
+    with pytest.raises(ValueError, match="FLEET_X is invalid: 'x'"):
+        gw.parse_trusted_proxies("x", "FLEET_X")
+
+
 def test_rendered_template_keeps_nginx_variables(run_dir: Path) -> None:
     values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS)
     out = gw.render(gw.read_template(), values)
     assert "${" not in out.replace("${name}", "")  # nothing of ours left
     for nginx_variable in ("$request_id", "$http_x_request_id", "$binary_remote_addr",
-                           "$proxy_add_x_forwarded_for", "$upstream_addr", "$status"):
+                           "$realip_remote_addr", "$upstream_addr", "$status"):
         assert nginx_variable in out
 
 
@@ -106,6 +148,14 @@ def test_local_values_builds_every_variable(run_dir: Path) -> None:
         "server 127.0.0.1:8112 max_fails=1 fail_timeout=2s;"
     )
     assert values["SUPPORT_SERVERS"] == "server 127.0.0.1:8131 max_fails=1 fail_timeout=2s;"
+    assert values["GATEWAY_REAL_IP_FROM"] == ""  # nobody is trusted unless named
+
+
+def test_local_values_renders_the_trusted_proxies(run_dir: Path) -> None:
+    values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS,
+                             trusted_proxies="127.0.0.2, 10.244.0.0/16")
+    assert values["GATEWAY_REAL_IP_FROM"] == (
+        "set_real_ip_from 127.0.0.2; set_real_ip_from 10.244.0.0/16;")
 
 
 def test_local_values_creates_the_run_dir(run_dir: Path) -> None:
@@ -142,6 +192,8 @@ def test_local_values_as_root_refuses_an_unreachable_run_dir(run_dir: Path) -> N
         ({"read_timeout": "soon"}, "read_timeout"),
         ({"worker_processes": "many"}, "worker_processes"),
         ({"listen": "127.0.0.1:80; listen 81"}, "listen"),
+        ({"trusted_proxies": "10.0.0.0/33"}, "GATEWAY_TRUSTED_PROXIES"),
+        ({"trusted_proxies": ["10.0.0.0/8; allow all"]}, "GATEWAY_TRUSTED_PROXIES"),
     ],
 )
 def test_local_values_rejects_bad_input(

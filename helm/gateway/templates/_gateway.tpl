@@ -22,6 +22,10 @@ GATEWAY_ERROR_LOG: "stderr"
 {{- range $service := list "inventory" "shipping" "support" }}
 {{ upper $service }}_SERVERS: {{ include "gateway.servers" (list $ (index $.Values.upstreams $service)) | quote }}
 {{- end }}
+{{- /* Always set, empty included, so the ConfigMap says who is trusted. The image's entrypoint
+  checks every entry (values.schema.json only checks their shape) and refuses to start on a
+  malformed one. */}}
+GATEWAY_TRUSTED_PROXIES: {{ join "," .Values.trustedProxies | quote }}
 {{- end }}
 
 {{/* The gateway is the chart's one component: its objects take the plain full name. */}}

@@ -8,6 +8,9 @@ the local runner and the tests the same rendering in Python:
   NGINX's own variables (``$request_id``, ``$host``, ...) are never touched.
 - ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
   local process, with the pid file, temp directories and logs under ``run_dir``.
+- ``template_values(settings)`` turns the container's settings (its environment) into the
+  template's values as the image's entrypoint does: the one setting that is not a template
+  variable, ``GATEWAY_TRUSTED_PROXIES``, becomes the ``set_real_ip_from`` lines.
 - ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``nginx_command(run_dir,
   conf)`` is the command line that runs it in the foreground.
 
@@ -24,21 +27,28 @@ docs/gateway.md describes every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "REQUIRED_SETTINGS",
     "SERVICES",
+    "SETTINGS",
     "TEMPLATE_PATH",
     "TEMPLATE_VARIABLES",
+    "TRUSTED_PROXIES",
     "local_values",
     "nginx_command",
+    "parse_trusted_proxies",
     "read_template",
+    "real_ip_lines",
     "render",
     "server_lines",
+    "template_values",
     "template_variables",
     "write_config",
 ]
@@ -64,8 +74,22 @@ TEMPLATE_VARIABLES: frozenset[str] = frozenset(
         "GATEWAY_ACCESS_LOG",
         "GATEWAY_ERROR_LOG",
         "GATEWAY_WORKER_PROCESSES",
+        "GATEWAY_REAL_IP_FROM",
     }
 )
+
+#: The setting naming the proxies whose X-Forwarded-For the gateway believes: IP addresses or
+#: CIDR ranges separated by commas or white space. Empty or unset (the default) trusts nobody.
+TRUSTED_PROXIES = "GATEWAY_TRUSTED_PROXIES"
+
+#: What the container reads from its environment: the template's variables, except that the
+#: ``set_real_ip_from`` lines (GATEWAY_REAL_IP_FROM) are built from GATEWAY_TRUSTED_PROXIES.
+#: A list of addresses is the operator's language; a directive per address is NGINX's, and
+#: envsubst cannot loop.
+SETTINGS: frozenset[str] = (TEMPLATE_VARIABLES - {"GATEWAY_REAL_IP_FROM"}) | {TRUSTED_PROXIES}
+
+#: Settings that must be set and non-empty (the image has defaults for all but *_SERVERS).
+REQUIRED_SETTINGS: frozenset[str] = SETTINGS - {TRUSTED_PROXIES}
 
 # ${NAME} with an upper-case name: the template's own variables. NGINX variables are lower case
 # ($request_id, ${request_id}), so they never match.
@@ -75,6 +99,12 @@ _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h)?$")
 # host:port, [v6]:port, a bare port or a unix: socket; no spaces or ";" that would end the
 # directive early.
 _ADDRESS = re.compile(r"^[^\s;{}#'\"]+$")
+# What set_real_ip_from is given: an IPv4/IPv6 address with an optional decimal prefix length.
+# ipaddress checks the rest; this shape rules out what it accepts and NGINX does not (a netmask
+# after the slash, a "%zone", a prefix with leading zeros), and host names, which NGINX would
+# look up in DNS at every start.
+_PROXY_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+(/(0|[1-9][0-9]{0,2}))?$")
+_PROXY_SEPARATORS = re.compile(r"[\s,]+")
 
 
 def template_variables(template: str) -> frozenset[str]:
@@ -90,8 +120,9 @@ def read_template(path: str | os.PathLike[str] = TEMPLATE_PATH) -> str:
 def render(template: str, values: Mapping[str, str]) -> str:
     """Replace each ``${NAME}`` the template declares with ``values[NAME]``.
 
-    Names in ``values`` that the template does not use are ignored, so ``os.environ`` can be
-    passed as it is. A declared name without a value raises ``ValueError`` naming it.
+    Names in ``values`` that the template does not use are ignored, so a whole environment can
+    be passed (``template_values(os.environ)``). A declared name without a value raises
+    ``ValueError`` naming it.
     """
     missing = sorted(template_variables(template) - values.keys())
     if missing:
@@ -123,6 +154,44 @@ def server_lines(
     return " ".join(lines)
 
 
+def parse_trusted_proxies(
+    value: str | Iterable[str], name: str = TRUSTED_PROXIES
+) -> tuple[str, ...]:
+    """The addresses and ranges of a trusted-proxies setting, checked and in the given order.
+
+    ``value`` is the setting's text (entries separated by commas or white space; empty means
+    none) or the entries themselves. Each is an IPv4 or IPv6 address, or one with a prefix
+    length (``10.244.0.0/16``, ``fd00::/8``); entries are kept as written, so this renders
+    exactly what the image's entrypoint does. Anything else raises ``ValueError`` naming
+    ``name`` and the entry.
+    """
+    entries = _PROXY_SEPARATORS.split(value) if isinstance(value, str) else list(value)
+    proxies = []
+    for entry in entries:
+        if not entry:
+            continue
+        if not _is_address_or_range(entry):
+            raise ValueError(f"{name} is invalid: {entry!r} is not an IP address or CIDR range")
+        proxies.append(entry)
+    return tuple(proxies)
+
+
+def real_ip_lines(proxies: str | Iterable[str]) -> str:
+    """NGINX ``set_real_ip_from`` lines, one per trusted proxy; ``""`` for none.
+
+    With none, ``real_ip_header`` in the template changes nothing: every client is its TCP peer.
+    """
+    return " ".join(f"set_real_ip_from {proxy};" for proxy in parse_trusted_proxies(proxies))
+
+
+def template_values(settings: Mapping[str, str]) -> dict[str, str]:
+    """The template's values from the container's settings, as the image's entrypoint builds
+    them: everything as given, plus GATEWAY_REAL_IP_FROM from GATEWAY_TRUSTED_PROXIES (which may
+    be missing). ``render(template, template_values(os.environ))`` is what the image renders.
+    """
+    return {**settings, "GATEWAY_REAL_IP_FROM": real_ip_lines(settings.get(TRUSTED_PROXIES, ""))}
+
+
 def local_values(
     run_dir: str | os.PathLike[str],
     listen: str,
@@ -136,6 +205,7 @@ def local_values(
     error_log: str | os.PathLike[str] | None = None,
     max_fails: int = 1,
     fail_timeout: str = "2s",
+    trusted_proxies: str | Iterable[str] = (),
 ) -> dict[str, str]:
     """Template values for NGINX run as a local process.
 
@@ -150,6 +220,8 @@ def local_values(
     ``upstreams``: addresses per service, exactly the keys ``inventory``, ``shipping`` and
     ``support``, e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``.
     ``rate``/``burst``: the per-client rate limit (``"100r/s"``, 200).
+    ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client (see
+    ``parse_trusted_proxies()``); none by default, so every client is its TCP peer.
     """
     run = Path(run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
@@ -182,6 +254,7 @@ def local_values(
         "GATEWAY_ACCESS_LOG": str(access_log if access_log is not None else run / "access.log"),
         "GATEWAY_ERROR_LOG": str(error_log if error_log is not None else run / "error.log"),
         "GATEWAY_WORKER_PROCESSES": str(worker_processes),
+        "GATEWAY_REAL_IP_FROM": real_ip_lines(trusted_proxies),
     }
     for name in SERVICES:
         try:
@@ -211,6 +284,20 @@ def nginx_command(run_dir: str | os.PathLike[str], conf: str | os.PathLike[str],
     to let in-flight requests finish, or SIGTERM to stop at once.
     """
     return [nginx, "-p", f"{Path(run_dir)}/", "-e", "stderr", "-c", str(conf), *extra]
+
+
+def _is_address_or_range(entry: str) -> bool:
+    # NGINX's IPv4 parser returns 255.255.255.255 as its error value (INADDR_NONE), so it
+    # refuses that address, with any prefix; it is no proxy's address anyway.
+    if not _PROXY_SHAPE.match(entry) or entry.split("/")[0] == "255.255.255.255":
+        return False
+    try:
+        # strict=False: host bits after the prefix (10.0.0.1/8) are allowed, as NGINX allows
+        # them (it warns and ignores them).
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _check(pattern: re.Pattern[str], value: str, name: str) -> None:

@@ -68,6 +68,13 @@ def repository_root() -> Path | None:
     return root if gateway.TEMPLATE_PATH.exists() else None
 
 
+def run_dir(environ: Mapping[str, str]) -> Path:
+    """The local fleet's run directory: ``FLEET_RUN_DIR``, else ``.fleet`` in the checkout."""
+    root = repository_root()
+    default = (root if root is not None else Path.cwd()) / ".fleet"
+    return Path(environ.get("FLEET_RUN_DIR") or default).resolve()
+
+
 def find_nginx(environ: Mapping[str, str]) -> str | None:
     configured = environ.get("FLEET_NGINX")
     if configured:
@@ -140,6 +147,8 @@ class LocalConfig:
     gateway_port: int
     gateway_rate: str
     gateway_burst: int
+    # Peers whose X-Forwarded-For names the client (none: every client is its TCP peer).
+    gateway_trusted_proxies: tuple[str, ...]
     pg_admin_url: str
     db_prefix: str
     broker_url: str
@@ -168,8 +177,6 @@ class LocalConfig:
             name: _int(env, f"FLEET_{name.upper()}_PORT_BASE", base + 10 * n, 1024, 65525)
             for n, name in enumerate(slots, start=1)
         }
-        root = repository_root()
-        default_run = (root if root is not None else Path.cwd()) / ".fleet"
         prefix = env.get("FLEET_DB_PREFIX", "fleet_")
         if not prefix.replace("_", "").isalnum() or not prefix.islower():
             raise CommandError(f"FLEET_DB_PREFIX={prefix!r} is invalid: use lower-case "
@@ -178,11 +185,16 @@ class LocalConfig:
         if len(secret.encode()) < 32:
             raise CommandError("FLEET_JWT_SECRET is invalid: must be at least 32 bytes", 2)
         try:
+            trusted_proxies = gateway.parse_trusted_proxies(
+                env.get("FLEET_GATEWAY_TRUSTED_PROXIES", ""), "FLEET_GATEWAY_TRUSTED_PROXIES")
+        except ValueError as exc:
+            raise CommandError(str(exc), 2) from None
+        try:
             ready_timeout = float(env.get("FLEET_READY_TIMEOUT") or 120)
         except ValueError:
             raise CommandError("FLEET_READY_TIMEOUT is invalid: must be seconds", 2) from None
         config = cls(
-            run_dir=Path(env.get("FLEET_RUN_DIR") or default_run).resolve(),
+            run_dir=run_dir(env),
             services=services,
             api_replicas=_replicas(env, slots, "api", 2),
             worker_replicas=_replicas(env, slots, "worker", 1),
@@ -190,6 +202,7 @@ class LocalConfig:
             gateway_port=_int(env, "FLEET_GATEWAY_PORT", 8080, 1, 65535),
             gateway_rate=env.get("FLEET_GATEWAY_RATE") or "100r/s",
             gateway_burst=_int(env, "FLEET_GATEWAY_BURST", 200, 0, 1_000_000),
+            gateway_trusted_proxies=trusted_proxies,
             pg_admin_url=_url(env, "FLEET_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL, "postgresql"),
             db_prefix=prefix,
             broker_url=_url(env, "FLEET_BROKER_URL", DEFAULT_BROKER_URL, "amqp", "amqps"),

@@ -85,6 +85,7 @@ def write_gateway_config(config: LocalConfig) -> Path:
         values = gateway.local_values(
             config.gateway_dir, f"127.0.0.1:{config.gateway_port}", config.upstreams(),
             rate=config.gateway_rate, burst=config.gateway_burst,
+            trusted_proxies=config.gateway_trusted_proxies,
             access_log=config.logs_dir / "gateway-access.log",
             error_log=config.logs_dir / "gateway-error.log")
         rendered = gateway.render(gateway.read_template(), values)
