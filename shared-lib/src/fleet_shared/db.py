@@ -163,8 +163,11 @@ class InboxRow(InfraBase):
 class IdempotencyRow(InfraBase):
     __tablename__ = "idempotency_keys"
 
+    # The digest of token subject, method and path (http.idempotency.scope_digest): always 64
+    # characters. The width is that of the releases that stored the scope itself, whose
+    # replicas still write during a rollout (migration step 3).
     scope: Mapped[str] = mapped_column(String(300), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # KEY_PATTERN: 1-200
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int | None] = mapped_column(Integer)
     body: Mapped[Any] = mapped_column(JSONB, nullable=True)

@@ -80,6 +80,34 @@ def remove_delivery_retries_and_retention(op: Any) -> None:
     op.drop_column("outbox", "attempts")
 
 
+# Rows stored before step 3 hold "<subject> <METHOD> <path>": the path has no space (only a
+# request that succeeded keeps its row) and the method none, so the subject is all before the
+# last two spaces.
+_RAW_SCOPE = r"^(.*) [A-Z]+ /\S*$"
+
+
+def digest_idempotency_scopes(op: Any) -> None:
+    """Step 3: an Idempotency-Key's scope is stored as a digest of subject, method and path
+    (`fleet_shared.http.idempotency.scope_digest`), which fits its column whatever the token
+    subject and the path. The keys stored before are rewritten to the same digest, so a retry
+    sent across the upgrade still replays. The column keeps its width: replicas of the previous
+    release still write whole scopes into it while the new one rolls out (a retry that moves
+    between an old and a new replica during the rollout is not recognised as one; once the
+    old replicas are gone, their rows expire unused)."""
+    op.execute(f"""
+        UPDATE idempotency_keys
+        SET scope = encode(sha256(convert_to(
+            length(substring(scope FROM '{_RAW_SCOPE}')) || ':' || scope, 'UTF8')), 'hex')
+        WHERE scope ~ '{_RAW_SCOPE}'
+    """)
+
+
+def keep_digested_idempotency_scopes(op: Any) -> None:
+    """Step 3 undone: nothing to do. A digest cannot be turned back into its scope; the
+    previous release never matches one (it looks for whole scopes), and the rows expire with
+    IDEMPOTENCY_RETENTION like any other."""
+
+
 def migrations_dir(package: str) -> Path:
     """`services/<svc>/migrations` in a checkout; `<svc>/migrations` inside an installed wheel."""
     module = importlib.import_module(package)

@@ -18,6 +18,17 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+HMAC_ALGORITHMS = ("HS256",)
+ASYMMETRIC = ("RS256", "ES256")
+JWT_ALGORITHMS = HMAC_ALGORITHMS + ASYMMETRIC
+DEVELOPMENT_JWT_SECRET = "fleet-development-secret-not-for-production"
+#: Secrets published in this repository (defaults, examples): refused in production.
+WELL_KNOWN_SECRETS = frozenset({DEVELOPMENT_JWT_SECRET, "fleet-development-secret"})
+#: Words only a placeholder contains ("change-me-to-a-long-random-string").
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "replace_me",
+                     "placeholder", "not-for-production")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
@@ -89,12 +100,30 @@ def _text(raw: str) -> str:
     return raw
 
 
+MAX_LEEWAY_SECONDS = 300.0
+
+
+def _leeway(raw: str) -> float:
+    value = _duration(raw)
+    if value > MAX_LEEWAY_SECONDS:
+        raise ValueError("must be at most 5m (a longer leeway keeps expired tokens alive)")
+    return value
+
+
+def _audiences(raw: str) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not values:
+        raise ValueError("must name at least one audience")
+    return values
+
+
 parse_positive_int = _positive_int
 parse_port = _port
 parse_choice = _choice
 parse_url = _url
 parse_text = _text
 parse_duration = _duration
+parse_audiences = _audiences
 
 
 @dataclass(frozen=True)
@@ -125,11 +154,27 @@ def common_settings(service: str) -> tuple[Setting, ...]:
         Setting("BROKER_URL", _url("amqp", "amqps"),
                 dev_default="amqp://guest:guest@127.0.0.1:5672/%2F", secret=True,
                 help="RabbitMQ"),
-        Setting("JWT_ALGORITHM", _choice("HS256", "RS256"), default="HS256",
-                help="HS256 (shared secret) or RS256 (public key)"),
-        Setting("JWT_SECRET", dev_default="fleet-development-secret-not-for-production",
+        Setting("JWT_ALGORITHM", _choice(*JWT_ALGORITHMS), default="HS256",
+                help="HS256 (shared secret), RS256 or ES256 (public key or JWKS)"),
+        Setting("JWT_SECRET", dev_default=DEVELOPMENT_JWT_SECRET,
                 secret=True, required=False, help="HMAC secret for HS256 tokens"),
-        Setting("JWT_PUBLIC_KEY", required=False, help="PEM public key for RS256 tokens"),
+        Setting("JWT_PREVIOUS_SECRET", secret=True, required=False,
+                help="HS256: the secret being rotated out, accepted for verification only"),
+        Setting("JWT_PUBLIC_KEY", required=False,
+                help="PEM public key for RS256/ES256 tokens (or JWT_JWKS_URL)"),
+        Setting("JWT_JWKS_URL", _url("https", "http"), required=False,
+                help="RS256/ES256: the identity provider's JWKS endpoint"),
+        Setting("JWT_JWKS_REFRESH", _duration, default="5m",
+                help="a token with an unknown kid fetches the JWKS at most this often"),
+        Setting("JWT_JWKS_CACHE", _duration, default="1h",
+                help="fetched JWKS keys are fetched again after this long"),
+        Setting("JWT_JWKS_TIMEOUT", _duration, default="5s",
+                help="give up fetching the JWKS after this long"),
+        Setting("JWT_ISSUER", required=False, help="when set, a token's iss must equal it"),
+        Setting("JWT_AUDIENCE", _audiences, required=False,
+                help="when set, a token's aud must name one of these (comma-separated)"),
+        Setting("JWT_LEEWAY", _leeway, default="30s",
+                help="clock skew allowed on exp, nbf and iat"),
         Setting("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO"),
         Setting("EVENT_EXCHANGE", default="fleet.events", help="the topic exchange for events"),
         Setting("CONSUMER_PREFETCH", _positive_int, default="50"),
@@ -208,16 +253,94 @@ def load_settings(
 
 
 def _check_jwt(values: dict[str, Any]) -> None:
+    """The JWT settings that only make sense together (docs/identity.md)."""
     algorithm = values.get("JWT_ALGORITHM")
-    if algorithm == "HS256" and "JWT_SECRET" in values:
-        if not values["JWT_SECRET"]:
-            raise ConfigError("JWT_SECRET is required when JWT_ALGORITHM=HS256")
-        if len(values["JWT_SECRET"].encode()) < 32:
-            raise ConfigError("JWT_SECRET=<hidden> is invalid: must be at least 32 bytes")
-    if algorithm == "RS256" and "JWT_PUBLIC_KEY" in values:
-        key = values["JWT_PUBLIC_KEY"] or ""
-        if "BEGIN PUBLIC KEY" not in key:
-            raise ConfigError("JWT_PUBLIC_KEY must be a PEM public key when JWT_ALGORITHM=RS256")
+    if algorithm is None:
+        return  # a tool that reads a few settings (fleetctl) did not ask for these
+    production = values.get("FLEET_ENV", "production") != "development"
+    if algorithm in HMAC_ALGORITHMS:
+        if "JWT_SECRET" in values:
+            if not values["JWT_SECRET"]:
+                raise ConfigError(f"JWT_SECRET is required when JWT_ALGORITHM={algorithm}")
+            _check_secret("JWT_SECRET", values["JWT_SECRET"], production)
+        if values.get("JWT_PREVIOUS_SECRET"):
+            _check_secret("JWT_PREVIOUS_SECRET", values["JWT_PREVIOUS_SECRET"], production)
+        if values.get("JWT_JWKS_URL"):
+            raise ConfigError(f"JWT_JWKS_URL needs JWT_ALGORITHM={' or '.join(ASYMMETRIC)} "
+                              f"(the provider's algorithm), not {algorithm}")
+        return
+    if values.get("JWT_PREVIOUS_SECRET"):
+        raise ConfigError(f"JWT_PREVIOUS_SECRET is only for JWT_ALGORITHM=HS256, not {algorithm}")
+    if "JWT_PUBLIC_KEY" not in values and "JWT_JWKS_URL" not in values:
+        return
+    key, url = values.get("JWT_PUBLIC_KEY"), values.get("JWT_JWKS_URL")
+    if key and url:
+        raise ConfigError("JWT_PUBLIC_KEY and JWT_JWKS_URL are both set: use one of them")
+    if not key and not url:
+        raise ConfigError(f"JWT_PUBLIC_KEY (a PEM public key) or JWT_JWKS_URL is required "
+                          f"when JWT_ALGORITHM={algorithm}")
+    if key:
+        try:
+            public_key_from_pem(key, algorithm)
+        except ValueError as exc:
+            raise ConfigError(f"JWT_PUBLIC_KEY is invalid for JWT_ALGORITHM={algorithm}: "
+                              f"{exc}") from None
+        return
+    parts = urlsplit(str(url))
+    if parts.scheme != "https" and production and parts.hostname not in LOOPBACK:
+        raise ConfigError("JWT_JWKS_URL is invalid: must be https (http only to this host "
+                          "or with FLEET_ENV=development)")
+    if production:
+        # The provider signs tokens for every client it serves with the same keys.
+        for name in ("JWT_ISSUER", "JWT_AUDIENCE"):
+            if name in values and not values[name]:
+                raise ConfigError(f"{name} is required when JWT_JWKS_URL is set (production): "
+                                  "the provider's keys also sign tokens meant for others")
+
+
+def _check_secret(name: str, secret: str, production: bool) -> None:
+    if production and is_well_known_secret(secret):
+        raise ConfigError(f"{name}=<hidden> is invalid: it is a published placeholder or "
+                          "development value; generate one (see .env.example)")
+    if len(secret.encode()) < 32:
+        raise ConfigError(f"{name}=<hidden> is invalid: must be at least 32 bytes")
+
+
+def is_well_known_secret(secret: str) -> bool:
+    """A value printed in this repository or its docs, which therefore protects nothing."""
+    folded = secret.strip().lower()
+    return folded in WELL_KNOWN_SECRETS or any(word in folded for word in PLACEHOLDER_WORDS)
+
+
+def public_key_from_pem(pem: str, algorithm: str) -> Any:
+    """The PEM public key as a `cryptography` key fit for `algorithm` (ValueError says why not)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.strip().encode())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a PEM public key ({exc.__class__.__name__})") from None
+    check_public_key(key, algorithm)
+    return key
+
+
+def check_public_key(key: Any, algorithm: str) -> None:
+    """ValueError unless `key` is a public key `algorithm` verifies with (RS256: RSA of at
+    least 2048 bits; ES256: P-256)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if algorithm == "RS256":
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError("RS256 needs an RSA public key")
+        if key.key_size < 2048:
+            raise ValueError("the RSA key must have at least 2048 bits")
+        return
+    if algorithm == "ES256":
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve,
+                                                                             ec.SECP256R1):
+            raise ValueError("ES256 needs an EC public key on the P-256 curve")
+        return
+    raise ValueError(f"{algorithm} takes no public key")
 
 
 def exit_on_config_error(error: ConfigError) -> NoReturn:

@@ -147,6 +147,8 @@ def service_fixtures(service: str) -> tuple[Any, ...]:
             "DATABASE_URL": database_url,
             "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
             "JWT_SECRET": JWT_SECRET,
+            # One clock signs and checks: no skew to absorb, so "expired" means expired.
+            "JWT_LEEWAY": "1s",
             "EVENT_RETRY_DELAYS_MS": "100,200",
         }
 

@@ -6,20 +6,19 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from fleet_shared.http.fields import Strict
 from fleet_shared.http.pagination import PageQuery
 
-Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", examples=["WIDGET-1"])]
-Warehouse = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+# Lengths (the patterns' own, spelled out) are those of the columns that keep them (models.py).
+Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", max_length=32,
+                           examples=["WIDGET-1"])]
+Warehouse = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", max_length=64,
                                  examples=["ams-1"])]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
 ReorderPoint = Annotated[int, Field(ge=0, le=1_000_000_000)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ProductCreate(Strict):
@@ -110,6 +109,8 @@ class ReservationList(BaseModel):
 
 
 class ProductQuery(PageQuery):
+    key_type = str  # products page by sku
+
     q: Annotated[str | None, Field(max_length=200, description="substring of the name")] = None
 
 

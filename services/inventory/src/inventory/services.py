@@ -309,6 +309,12 @@ def adjust_stock(
                 f"below reserved {reserved} or zero.",
                 "insufficient-stock",
             )
+        if on_hand > models.LEVEL_MAX:
+            raise Conflict(
+                f"Adjusting {sku} in {warehouse} by {delta} would take on_hand to {on_hand}, "
+                f"above the {models.LEVEL_MAX} a stock level can hold.",
+                "stock-limit-exceeded",
+            )
         _move(uow, sku, warehouse, on_hand=delta)
         adjustment = models.Adjustment(
             sku=sku,

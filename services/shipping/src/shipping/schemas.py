@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
+from fleet_shared.http.fields import NOT_BLANK, SPACE, Email, Strict
 from fleet_shared.http.pagination import PageQuery
 from shipping.countries import COUNTRY_CODES
 
@@ -18,13 +19,15 @@ StatusName = Literal["pending", "ready", "backordered", "dispatched", "delivered
                      "cancelled"]
 
 # The same pattern as inventory's product skus: a shipment may only name skus that can exist.
-Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", examples=["WIDGET-1"])]
+Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", max_length=32,
+                           examples=["WIDGET-1"])]
 Quantity = Annotated[int, Field(ge=1, le=10_000)]
 
 
 def _text(max_length: int) -> Any:
-    """Free text that is not blank (some non-space character somewhere)."""
-    return Field(min_length=1, max_length=max_length, pattern=r"\S")
+    """Free text that is not blank (some non-space character somewhere), as long as the column
+    that keeps it (models.py)."""
+    return Field(min_length=1, max_length=max_length, pattern=NOT_BLANK)
 
 
 def _assigned_country(code: str) -> str:
@@ -33,26 +36,24 @@ def _assigned_country(code: str) -> str:
     return code
 
 
+# No control character anywhere, no space at either end.
+_EDGE = rf"[^\x00-\x20\x7f{SPACE}]"
 OrderReference = Annotated[str, Field(min_length=1, max_length=100,
-                                      pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$",
+                                      pattern=rf"^{_EDGE}(?:[^\x00-\x1f\x7f]*{_EDGE})?$",
                                       examples=["ORDER-2026-0042"])]
 Country = Annotated[str, AfterValidator(_assigned_country),
                     Field(min_length=2, max_length=2, examples=["NL"],
                           json_schema_extra={"enum": sorted(COUNTRY_CODES)})]
 PostalCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9 -]{0,18}[A-Za-z0-9])?$",
-                                  examples=["1017 CE"])]
+                                  max_length=20, examples=["1017 CE"])]
 Reason = Annotated[str, _text(500)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- requests -------------------------------------------------------------------------------
 
 class Customer(Strict):
     name: Annotated[str, _text(200)]
-    email: EmailStr
+    email: Email
 
 
 class Address(Strict):

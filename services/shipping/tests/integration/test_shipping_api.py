@@ -253,11 +253,20 @@ def test_pagination_walks_every_shipment_once_in_order(
 
 
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=201", "?limit=ten", "?status=lost",
-                                   "?cursor=%%%", "?cursor=InNrdSI", "?colour=red"])
+                                   "?colour=red"])
 def test_bad_list_queries_are_422(client: FlaskClient, auth: dict[str, str], query: str) -> None:
     response = client.get(f"/v1/shipments{query}", headers=auth)
     assert response.status_code == 422, response.json
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("cursor", ["%%%", "InNrdSI"])  # not base64; a sku's cursor
+def test_a_cursor_this_api_did_not_issue_is_400(client: FlaskClient, auth: dict[str, str],
+                                                cursor: str) -> None:
+    response = client.get(f"/v1/shipments?cursor={cursor}", headers=auth)
+    assert response.status_code == 400, response.json
+    assert response.mimetype == "application/problem+json"
+    assert response.json["type"].endswith("/invalid-cursor")
 
 
 # --- authentication and scopes ------------------------------------------------------------

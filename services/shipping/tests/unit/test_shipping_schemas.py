@@ -6,8 +6,9 @@ from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Column
 
-from shipping import schemas
+from shipping import models, schemas
 from shipping.countries import COUNTRY_CODES
 from shipping.states import Status
 
@@ -142,3 +143,43 @@ def test_list_query() -> None:
     for bad in ({"status": "lost"}, {"limit": "0"}, {"limit": "201"}, {"colour": "red"}):
         with pytest.raises(ValidationError):
             schemas.ShipmentQuery.model_validate(bad)
+
+
+# --- what the columns hold --------------------------------------------------------------------
+
+def _max_length(model: type[BaseModel], field: str) -> int:
+    schema = model.model_json_schema()["properties"][field]
+    [length] = {part["maxLength"] for part in [schema, *schema.get("anyOf", [])]
+                if "maxLength" in part}
+    return int(length)
+
+
+# Every request field shipping stores, and the column that keeps it.
+STORED: list[tuple[type[BaseModel], str, Column[Any]]] = [
+    (schemas.ShipmentCreate, "order_reference", models.Shipment.__table__.c.order_reference),
+    (schemas.Customer, "name", models.Shipment.__table__.c.customer_name),
+    (schemas.Customer, "email", models.Shipment.__table__.c.customer_email),
+    (schemas.Address, "line1", models.Shipment.__table__.c.address_line1),
+    (schemas.Address, "line2", models.Shipment.__table__.c.address_line2),
+    (schemas.Address, "city", models.Shipment.__table__.c.city),
+    (schemas.Address, "postal_code", models.Shipment.__table__.c.postal_code),
+    (schemas.Address, "country", models.Shipment.__table__.c.country),
+    (schemas.Item, "sku", models.ShipmentItem.__table__.c.sku),
+    (schemas.Dispatch, "carrier", models.Shipment.__table__.c.carrier),
+    (schemas.Dispatch, "tracking_number", models.Shipment.__table__.c.tracking_number),
+]
+
+
+@pytest.mark.parametrize(("model", "field", "column"), STORED,
+                         ids=[f"{m.__name__}.{f}" for m, f, _ in STORED])
+def test_every_text_a_request_stores_fits_its_column(model: type[BaseModel], field: str,
+                                                     column: Column[Any]) -> None:
+    assert _max_length(model, field) <= column.type.length
+
+
+def test_nul_is_refused_even_where_a_pattern_would_let_it_through() -> None:
+    assert [field for field, _ in errors(body(order_reference="\x00"))] == ["order_reference"]
+    assert [field for field, _ in errors(body(order_reference="\x01ORDER"))] \
+        == ["order_reference"]
+    assert schemas.ShipmentCreate.model_validate(body(order_reference="ORDER 7/b")) \
+        .order_reference == "ORDER 7/b"

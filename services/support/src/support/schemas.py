@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from fleet_shared.http.fields import NOT_BLANK, Email, Strict
 from fleet_shared.http.pagination import PageQuery
 
 Status = Literal["open", "pending", "resolved", "closed"]
@@ -16,21 +17,11 @@ Source = Literal["customer", "system"]
 Reason = Literal["backordered", "failed", "stalled"]
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-Email = Annotated[EmailStr, Field(max_length=320, examples=["ada@example.com"])]
-Subject = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-LongText = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
-Person = Annotated[str, Field(min_length=1, max_length=200, examples=["agent-7"]),
-                   AfterValidator(_not_blank)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Not blank, and as long as the columns that keep them (models.py).
+Subject = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
+LongText = Annotated[str, Field(min_length=1, max_length=10_000, pattern=NOT_BLANK)]
+Person = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK,
+                              examples=["agent-7"])]
 
 
 class TicketCreate(Strict):

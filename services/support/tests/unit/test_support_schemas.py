@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Column
 
 from fleet_shared.http.pagination import encode_cursor
+from support import models
 from support.schemas import CommentCreate, TicketCreate, TicketPatch, TicketQuery
 
 VALID = {"subject": "Where is my parcel?", "description": "It has been a week.",
@@ -89,8 +91,43 @@ def test_list_query_filters_and_limits() -> None:
                                         "cursor": encode_cursor(5)})
     assert (query.status, query.priority, query.limit, query.shipment_id) == (
         "open", "high", 10, shipment_id)
-    assert query.after_of(int) == 5
+    assert query.after == 5
     for bad in ({"limit": "0"}, {"limit": "201"}, {"status": "gone"}, {"priority": "x"},
                 {"shipment_id": "nope"}, {"cursor": "!!"}, {"colour": "red"}):
         with pytest.raises(ValidationError):
             TicketQuery.model_validate(bad)
+
+
+def _max_length(model: type[BaseModel], field: str) -> int:
+    schema = model.model_json_schema()["properties"][field]
+    [length] = {part["maxLength"] for part in [schema, *schema.get("anyOf", [])]
+                if "maxLength" in part}
+    return int(length)
+
+
+# Every request field support stores in a bounded column, and that column.
+STORED: list[tuple[type[BaseModel], str, Column[Any]]] = [
+    (TicketCreate, "subject", models.Ticket.__table__.c.subject),
+    (TicketPatch, "assignee", models.Ticket.__table__.c.assignee),
+    (CommentCreate, "author", models.Comment.__table__.c.author),
+]
+
+
+@pytest.mark.parametrize(("model", "field", "column"), STORED,
+                         ids=[f"{m.__name__}.{f}" for m, f, _ in STORED])
+def test_every_text_a_request_stores_fits_its_column(model: type[BaseModel], field: str,
+                                                     column: Column[Any]) -> None:
+    assert _max_length(model, field) <= column.type.length
+
+
+@pytest.mark.parametrize(("model", "data", "field"), [
+    (TicketCreate, {**VALID, "subject": "a\x00"}, "subject"),
+    (TicketCreate, {**VALID, "description": "\x00"}, "description"),
+    (TicketPatch, {"assignee": "agent\x00"}, "assignee"),
+    (CommentCreate, {"author": "a", "body": "hi\x00"}, "body"),
+])
+def test_nul_is_refused_naming_the_field(model: type[BaseModel], data: dict[str, Any],
+                                         field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate_json(json.dumps(data))
+    assert [str(error["loc"][0]) for error in raised.value.errors()] == [field]

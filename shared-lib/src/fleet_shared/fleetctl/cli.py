@@ -48,9 +48,13 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="the subject claim")
     token.add_argument("--scope", required=True,
                        help='space-separated scopes, e.g. "inventory:read inventory:write"')
-    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+    token.add_argument("--ttl", default="3600",
+                       help="lifetime: seconds or a duration such as 15m (default 3600, "
+                       "at most 24h)")
     token.add_argument("--private-key", type=Path,
-                       help="sign RS256 with this PEM private key instead of the HS256 secret")
+                       help="sign RS256 (RSA) or ES256 (P-256) with this PEM private key "
+                       "instead of the HS256 secret")
+    token.add_argument("--kid", help="the key id (kid) header, for services reading a JWKS")
 
     dlq = commands.add_parser("dlq", help="list, replay or purge parked (dead-lettered) events")
     dlq.add_argument("action", choices=["list", "replay", "purge"])
@@ -68,9 +72,10 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command: str = args.command
     if command == "token":
-        from fleet_shared.fleetctl.tokens import token
+        from fleet_shared.fleetctl.tokens import parse_ttl, token
 
-        say(token(args.sub, args.scope, args.ttl, args.private_key))
+        say(token(args.sub, args.scope, parse_ttl(args.ttl), args.private_key,
+                  key_id=args.kid))
         return 0
     if command == "dlq":
         return _dlq(args)

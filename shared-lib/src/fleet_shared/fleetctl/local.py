@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fleet_shared.fleetctl.config import LocalConfig
+from fleet_shared.fleetctl.config import LocalConfig, development_default
 from fleet_shared.fleetctl.console import CommandError, log
 from fleet_shared.fleetctl.plan import ProcessSpec
 from fleet_shared.fleetctl.state import RunLock, start_ticks, write_state
@@ -384,6 +384,8 @@ class Supervisor:
             "run_dir": str(config.run_dir),
             "gateway_url": config.gateway_url,
             "broker_url": config.broker_url,
+            # `fleetctl token` signs with the development secret only for a fleet that uses it.
+            "development_secret": config.jwt_secret == development_default("JWT_SECRET"),
             "services": {service: {"database_url": config.database_url(service),
                                    "database": config.database_name(service)}
                          for service in config.services},

@@ -1,8 +1,13 @@
 """``fleetctl token``: a development JWT on stdout, and nothing else (for ``$(...)``).
 
 HS256 with the secret the services use: ``FLEET_JWT_SECRET`` (what `fleetctl up` gives the
-local fleet), else ``JWT_SECRET`` (inside a pod), else the development default. With
-``--private-key FILE`` it signs RS256 instead, for services configured with JWT_PUBLIC_KEY.
+local fleet), else ``JWT_SECRET`` (inside a pod). The development secret is public (it is in
+this repository), so it is used only where it is the services' secret too: with
+``FLEET_ENV=development``, or for the local fleet `fleetctl up` (``make run``) started in this
+run directory with it (its state file says so). Anywhere else a missing secret, the
+development secret or a placeholder is refused rather than minting a token no real service
+should accept. With ``--private-key FILE`` it signs RS256 (RSA key) or ES256 (P-256 key)
+instead. Lifetimes are capped at MAX_TTL: a token cannot be revoked, only outlived.
 """
 
 from __future__ import annotations
@@ -11,38 +16,120 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from fleet_shared.fleetctl.config import development_default
+from fleet_shared.fleetctl.config import development_default, run_dir
 from fleet_shared.fleetctl.console import CommandError
+from fleet_shared.fleetctl.state import read_state
 from fleet_shared.http.auth import mint_token
+from fleet_shared.settings import is_well_known_secret, parse_audiences, parse_duration
 
 SCOPE = re.compile(r"^[a-z][a-z0-9_-]*:(read|write)$")
+MAX_TTL = 24 * 3600
+
+
+def parse_ttl(raw: str) -> int:
+    """``--ttl``: seconds (``3600``) or a duration with its unit (``15m``, ``24h``)."""
+    try:
+        seconds = int(raw) if raw.strip().isdigit() else int(parse_duration(raw))
+    except ValueError:
+        raise CommandError(f"--ttl {raw!r} is invalid: give seconds or a duration such as "
+                           "15m or 24h", 2) from None
+    if seconds <= 0:
+        raise CommandError("--ttl must be a positive number of seconds", 2)
+    if seconds > MAX_TTL:
+        raise CommandError(f"--ttl {raw} is too long: at most 24h ({MAX_TTL} seconds); "
+                           "a token cannot be revoked, so mint a new one when it expires", 2)
+    return seconds
+
+
+def _development(env: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether the development secret is the services' secret here, and if not, why not."""
+    fleet_env = env.get("FLEET_ENV")
+    if fleet_env == "development":
+        return True, ""
+    if fleet_env:
+        return False, f"FLEET_ENV={fleet_env}"
+    directory = run_dir(env)
+    state = read_state(directory / "state.json")
+    if state is None:
+        return False, "FLEET_ENV is not development and no local fleet was started here"
+    if state.get("development_secret", True) is not True:
+        return False, (f"the local fleet in {directory} signs with its own FLEET_JWT_SECRET: "
+                       "set it here too")
+    return True, ""
 
 
 def signing_secret(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
-    return env.get("FLEET_JWT_SECRET") or env.get("JWT_SECRET") or development_default(
-        "JWT_SECRET")
+    name = "FLEET_JWT_SECRET" if env.get("FLEET_JWT_SECRET") else "JWT_SECRET"
+    secret = env.get(name)
+    if not secret:
+        allowed, why = _development(env)
+        if not allowed:
+            raise CommandError(f"no signing secret: set JWT_SECRET (FLEET_JWT_SECRET for a local "
+                               f"fleet); the development secret is not used because {why}", 2)
+        return development_default("JWT_SECRET")
+    if is_well_known_secret(secret):
+        allowed, why = _development(env)
+        if not allowed:
+            raise CommandError(f"{name} is the published development secret or a placeholder, "
+                               f"refused because {why}", 2)
+    if len(secret.encode()) < 32:
+        raise CommandError("the signing secret (FLEET_JWT_SECRET / JWT_SECRET) must be at "
+                           "least 32 bytes", 2)
+    return secret
+
+
+def _claims(env: Mapping[str, str]) -> dict[str, Any]:
+    """The issuer and audience the services check, when this environment sets them (a pod)."""
+    claims: dict[str, Any] = {}
+    if env.get("JWT_ISSUER"):
+        claims["iss"] = env["JWT_ISSUER"]
+    if env.get("JWT_AUDIENCE"):
+        try:
+            claims["aud"] = parse_audiences(env["JWT_AUDIENCE"])[0]
+        except ValueError:
+            raise CommandError("JWT_AUDIENCE is invalid: must name at least one audience",
+                               2) from None
+    return claims
+
+
+def _private_key(path: Path) -> tuple[Any, str]:
+    """The key in `path` and the algorithm it signs with."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise CommandError(f"cannot read --private-key: {exc}", 2) from None
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--private-key {path} is not an unencrypted PEM private key: "
+                           f"{exc}", 2) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key, "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key, "ES256"
+    raise CommandError("--private-key must be an RSA key (RS256) or a P-256 key (ES256)", 2)
 
 
 def token(subject: str, scope: str, ttl: int, private_key: Path | None = None,
-          environ: Mapping[str, str] | None = None) -> str:
+          environ: Mapping[str, str] | None = None, key_id: str | None = None) -> str:
+    env = os.environ if environ is None else environ
     if not subject.strip():
         raise CommandError("--sub must not be empty", 2)
     if ttl <= 0:
         raise CommandError("--ttl must be a positive number of seconds", 2)
+    if ttl > MAX_TTL:
+        raise CommandError(f"--ttl must be at most 24h ({MAX_TTL} seconds)", 2)
     scopes = scope.split()
     bad = [s for s in scopes if not SCOPE.match(s)]
     if bad:
         raise CommandError(f"--scope {bad[0]!r} is not <service>:read or <service>:write", 2)
     if private_key is not None:
-        try:
-            key = private_key.read_text()
-        except OSError as exc:
-            raise CommandError(f"cannot read --private-key: {exc}", 2) from None
-        return mint_token(key, subject, " ".join(scopes), ttl, algorithm="RS256")
-    secret = signing_secret(environ)
-    if len(secret.encode()) < 32:
-        raise CommandError("the signing secret (FLEET_JWT_SECRET / JWT_SECRET) must be at "
-                           "least 32 bytes", 2)
-    return mint_token(secret, subject, " ".join(scopes), ttl)
+        key, algorithm = _private_key(private_key)
+        return mint_token(key, subject, " ".join(scopes), ttl, algorithm=algorithm,
+                          key_id=key_id, extra_claims=_claims(env))
+    return mint_token(signing_secret(env), subject, " ".join(scopes), ttl, key_id=key_id,
+                      extra_claims=_claims(env))

@@ -16,12 +16,20 @@ from werkzeug.exceptions import HTTPException
 
 from fleet_shared import logs
 from fleet_shared.db import Database
-from fleet_shared.http.auth import TokenVerifier
+from fleet_shared.http.auth import ClaimRules, KeySource, StaticKeys, TokenVerifier
+from fleet_shared.http.jwks import JwksKeys
 from fleet_shared.http.metrics import install_metrics
 from fleet_shared.http.openapi import build_openapi
 from fleet_shared.http.resources import ProblemApi, problem_for
 from fleet_shared.problems import Problem
-from fleet_shared.settings import ConfigError, Setting, Settings, load_settings
+from fleet_shared.settings import (
+    HMAC_ALGORITHMS,
+    ConfigError,
+    Setting,
+    Settings,
+    load_settings,
+    public_key_from_pem,
+)
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -49,10 +57,8 @@ def create_service_app(
     logs.configure_logging(service, "api", settings["LOG_LEVEL"])
     app = Flask(service)
     app.config["RESTFUL_JSON"] = {"separators": (",", ":")}
-    key = settings["JWT_SECRET"] if settings["JWT_ALGORITHM"] == "HS256" \
-        else settings["JWT_PUBLIC_KEY"]
     fleet = Fleet(service, settings, Database.from_settings(settings),
-                  TokenVerifier(settings["JWT_ALGORITHM"], key))
+                  verifier_from_settings(settings))
     app.extensions["fleet"] = fleet
 
     _install_request_id(app)
@@ -71,6 +77,26 @@ def create_service_app(
     if settings["METRICS_ENABLED"]:
         install_metrics(app)
     return app
+
+
+def verifier_from_settings(settings: Settings) -> TokenVerifier:
+    """The token verifier the JWT_* settings describe (checked by `load_settings` already)."""
+    algorithm = settings["JWT_ALGORITHM"]
+    rules = ClaimRules(audience=settings["JWT_AUDIENCE"], issuer=settings["JWT_ISSUER"],
+                       leeway=settings["JWT_LEEWAY"])
+    keys: KeySource
+    if algorithm in HMAC_ALGORITHMS:
+        # The current secret first: a token signed with it costs one HMAC, not two.
+        secrets = (settings["JWT_SECRET"], settings["JWT_PREVIOUS_SECRET"])
+        keys = StaticKeys(algorithm, tuple(s for s in secrets if s))
+    elif settings["JWT_JWKS_URL"]:
+        keys = JwksKeys(settings["JWT_JWKS_URL"], algorithm,
+                        refresh_interval=settings["JWT_JWKS_REFRESH"],
+                        lifetime=settings["JWT_JWKS_CACHE"], timeout=settings["JWT_JWKS_TIMEOUT"])
+    else:
+        keys = StaticKeys(algorithm, (public_key_from_pem(settings["JWT_PUBLIC_KEY"],
+                                                          algorithm),))
+    return TokenVerifier(keys, rules)
 
 
 def _install_request_id(app: Flask) -> None:
@@ -128,4 +154,4 @@ def _install_health(app: Flask, fleet: Fleet) -> None:
         return {"status": "ok", "checks": {"database": "up"}}
 
 
-__all__ = ["ConfigError", "Fleet", "create_service_app"]
+__all__ = ["ConfigError", "Fleet", "create_service_app", "verifier_from_settings"]

@@ -1,14 +1,39 @@
-"""Strong ETags from the representation, and the If-Match / If-None-Match checks."""
+"""Strong ETags from the representation, and the If-Match / If-None-Match checks.
+
+RFC 9110 §8.8.3 and §13.1: If-Match uses the strong comparison (a weak tag never matches, so
+a client holding a weak validator cannot overwrite a version it has not seen byte for byte);
+If-None-Match uses the weak comparison (a cached copy is "the same" whichever kind of tag).
+Entity-tags are parsed as the grammar says, not split on commas: an opaque tag may contain one.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import request
 
 from fleet_shared.problems import Problem
+
+# entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text
+_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+_LIST_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
+
+
+@dataclass(frozen=True)
+class EntityTag:
+    opaque: str  # without the quotes
+    weak: bool = False
+
+
+class _Any:
+    """``*``: any current representation."""
+
+
+ANY = _Any()
 
 
 def etag_of(representation: Any) -> str:
@@ -16,8 +41,66 @@ def etag_of(representation: Any) -> str:
     return '"' + hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest() + '"'
 
 
-def _tags(header: str) -> list[str]:
-    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+def parse_entity_tags(header: str) -> list[EntityTag] | _Any | None:
+    """``*``, the list of entity-tags, or None when the header is malformed.
+
+    Empty list elements are allowed (RFC 9110 §5.6.1: ``a, , b``), anything else that is not
+    an entity-tag makes the whole field invalid.
+    """
+    text = header.strip(" \t")
+    if text == "*":
+        return ANY
+    tags: list[EntityTag] = []
+    position = 0
+    while position < len(text):
+        separator = _LIST_SEPARATOR.match(text, position)
+        if separator is not None and separator.end() > position:
+            position = separator.end()
+            continue
+        match = _ENTITY_TAG.match(text, position)
+        if match is None:
+            return None
+        tags.append(EntityTag(match[2], weak=match[1] is not None))
+        position = match.end()
+        if position < len(text) and _LIST_SEPARATOR.match(text, position) is None:
+            return None  # two tags without a comma between them, or trailing garbage
+    return tags
+
+
+def _current(current: str) -> EntityTag:
+    """Our own ETag (always strong, always quoted: etag_of, Rendered)."""
+    parsed = parse_entity_tags(current)
+    if isinstance(parsed, list) and len(parsed) == 1:
+        return parsed[0]
+    return EntityTag(current.strip('"'))  # compared as it is rather than failing the request
+
+
+def strong_match(a: EntityTag, b: EntityTag) -> bool:
+    return not a.weak and not b.weak and a.opaque == b.opaque
+
+
+def weak_match(a: EntityTag, b: EntityTag) -> bool:
+    return a.opaque == b.opaque
+
+
+def if_match_passes(header: str, current: str) -> bool:
+    """RFC 9110 §13.1.1 for a resource that exists: ``*`` or a strong match; a malformed
+    field fails (refusing an unreadable precondition is the safe side of a write)."""
+    tags = parse_entity_tags(header)
+    if isinstance(tags, _Any):
+        return True
+    mine = _current(current)
+    return tags is not None and any(strong_match(tag, mine) for tag in tags)
+
+
+def if_none_match_matches(header: str, current: str) -> bool:
+    """RFC 9110 §13.1.2: ``*`` or a weak match; a malformed field matches nothing (the full
+    response is sent, as if the header were absent)."""
+    tags = parse_entity_tags(header)
+    if isinstance(tags, _Any):
+        return True
+    mine = _current(current)
+    return tags is not None and any(weak_match(tag, mine) for tag in tags)
 
 
 def require_match(current: str) -> None:
@@ -25,12 +108,11 @@ def require_match(current: str) -> None:
     header = request.headers.get("If-Match")
     if header is None:
         return
-    tags = _tags(header)
-    if "*" not in tags and current not in tags:
+    if not if_match_passes(header, current):
         raise Problem(412, "The resource has changed since you read it (If-Match failed).",
                       headers={"ETag": current})
 
 
 def not_modified(current: str) -> bool:
     header = request.headers.get("If-None-Match")
-    return header is not None and ("*" in _tags(header) or current in _tags(header))
+    return header is not None and if_none_match_matches(header, current)

@@ -5,6 +5,11 @@ create itself, and the response is saved in that transaction too. A concurrent d
 on the claim and then replays the committed response; a crash rolls back both, so a retry
 simply runs again. Only successful responses are stored: a request that failed validation or
 conflicted changed nothing, and sending it again yields the same answer.
+
+A key is scoped to the token subject, the method and the path, kept as a fixed-size digest of
+the three (`scope_digest`): a subject is whatever the identity provider issued and a path
+whatever the client sent, so neither their length nor their characters can overflow the
+column or fail to store.
 """
 
 from __future__ import annotations
@@ -22,9 +27,24 @@ from sqlalchemy.dialects.postgresql import insert
 from fleet_shared.db import IdempotencyRow, UnitOfWork
 from fleet_shared.problems import Problem
 
+# Anchored for the OpenAPI document, which publishes it; matched in full (`fullmatch`), since
+# `$` alone would let a trailing newline through.
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 Result = tuple[Any, int, dict[str, str]]
 REPLAYED_HEADERS = ("Location", "ETag")
+
+
+def scope_digest(subject: str, method: str, path: str) -> str:
+    """64 hex characters naming who sent the key to what.
+
+    The subject's length comes first, so two different triples never give the same text
+    (a subject may contain spaces; a method never does). Migration step 3
+    (`fleet_shared.migrations.digest_idempotency_scopes`) computes the same digest, in SQL,
+    for the scopes stored before it: a new format would need a new step of its own.
+    """
+    scope = f"{len(subject)}:{subject} {method} {path}"
+    # surrogatepass: a subject decoded from the token's JSON may hold a lone surrogate.
+    return hashlib.sha256(scope.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def request_fingerprint(body: Any) -> str:
@@ -35,9 +55,9 @@ def request_fingerprint(body: Any) -> str:
 def run_idempotent(
     uow: UnitOfWork, key: str, subject: str, body: Any, handle: Callable[[], Result]
 ) -> Result:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise Problem(400, "Idempotency-Key must be 1-200 visible ASCII characters.")
-    scope = f"{subject} {request.method} {request.path}"
+    scope = scope_digest(subject, request.method, request.path)
     fingerprint = request_fingerprint(body)
     with uow:
         claimed = uow.session.execute(

@@ -16,7 +16,7 @@ class Products(Resource):
     @operation("List products (filter by name with ?q=)", scope=READ,
                query=schemas.ProductQuery, responses={200: schemas.ProductList})
     def get(self, query: schemas.ProductQuery) -> Any:
-        items = services.list_products(database(), query.limit, query.after_of(str), query.q)
+        items = services.list_products(database(), query.limit, query.after, query.q)
         return rendered_page(items, query.limit)
 
     @operation("Create a product", scope=WRITE, body=schemas.ProductCreate,

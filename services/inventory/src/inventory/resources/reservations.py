@@ -16,7 +16,7 @@ class Reservations(Resource):
     @operation("List reservations (filter with ?reference=)", scope=READ,
                query=schemas.ReservationQuery, responses={200: schemas.ReservationList})
     def get(self, query: schemas.ReservationQuery) -> Any:
-        items = services.list_reservations(unit_of_work(), query.limit, query.after_of(int),
+        items = services.list_reservations(unit_of_work(), query.limit, query.after,
                                            query.reference)
         result = page(items, query.limit, key=lambda item: item["_seq"])
         for item in result["items"]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fleet_shared.http.resources import ProblemApi
+from fleet_shared.http.validation import checked_path
 from shipping.resources.actions import Cancel, Deliver, Dispatch, Fail, Reserve
 from shipping.resources.shipments import ShipmentItem, Shipments
 
 
 def register(api: ProblemApi) -> None:
+    api.decorators.append(checked_path)  # before any route: each is wrapped as it is added
     api.add_resource(Shipments, "/shipments")
     api.add_resource(ShipmentItem, "/shipments/<uuid:shipment_id>")
     api.add_resource(Dispatch, "/shipments/<uuid:shipment_id>/dispatch")

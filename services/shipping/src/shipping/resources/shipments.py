@@ -17,7 +17,7 @@ class Shipments(Resource):
     @operation("List shipments, oldest first (filter with ?status= and ?order_reference=)",
                scope=READ, query=schemas.ShipmentQuery, responses={200: schemas.ShipmentList})
     def get(self, query: schemas.ShipmentQuery) -> Any:
-        items = services.list_shipments(database(), query.limit, query.after_of(int),
+        items = services.list_shipments(database(), query.limit, query.after,
                                         query.status, query.order_reference)
         result = page(items, query.limit, key=lambda item: item["_seq"])
         for item in result["items"]:

@@ -19,7 +19,7 @@ class Tickets(Resource):
                scope=READ, query=schemas.TicketQuery, responses={200: schemas.TicketList})
     def get(self, query: schemas.TicketQuery) -> Any:
         items = services.list_tickets(
-            database(), query.limit, query.after_of(int), status=query.status,
+            database(), query.limit, query.after, status=query.status,
             priority=query.priority, shipment_id=query.shipment_id,
             customer_email=query.customer_email)
         result = page(items, query.limit, key=lambda item: item["_seq"])

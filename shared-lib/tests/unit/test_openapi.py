@@ -1,0 +1,233 @@
+"""The OpenAPI document generated from `operation` declarations: every status an operation
+can answer, the headers that come with it, and the links between operations."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+from flask import Blueprint
+from flask_restful import Resource
+from openapi_spec_validator import validate
+from pydantic import BaseModel, Field
+
+from fleet_shared.http.idempotency import KEY_PATTERN
+from fleet_shared.http.openapi import build_openapi
+from fleet_shared.http.resources import ProblemApi, operation
+
+
+class ThingCreate(BaseModel):
+    code: str
+    name: str
+
+
+class ThingPatch(BaseModel):
+    name: str | None = None
+
+
+class Thing(BaseModel):
+    code: str
+    name: str
+
+
+class ThingList(BaseModel):
+    items: list[Thing]
+    next_cursor: str | None
+
+
+class ThingQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=200, description="next_cursor of the last page")
+
+
+class NoteCreate(BaseModel):
+    text: str
+
+
+class Note(BaseModel):
+    id: UUID
+    text: str
+
+
+class Things(Resource):
+    @operation("List things", scope="things:read", query=ThingQuery,
+               responses={200: ThingList})
+    def get(self, query: ThingQuery) -> Any: ...
+
+    @operation("Create a thing", scope="things:write", body=ThingCreate,
+               responses={201: Thing}, errors=(409,), idempotent=True)
+    def post(self, body: ThingCreate) -> Any: ...
+
+
+class ThingItem(Resource):
+    @operation("Get a thing", scope="things:read", responses={200: Thing, 304: None},
+               errors=(404,))
+    def get(self, code: str) -> Any: ...
+
+    @operation("Change a thing", scope="things:write", body=ThingPatch,
+               responses={200: Thing}, errors=(404,), conditional=True)
+    def patch(self, code: str, body: ThingPatch) -> Any: ...
+
+
+class Archive(Resource):
+    @operation("Archive a thing", scope="things:write", responses={200: Thing},
+               errors=(404, 409), idempotent=True, conditional=True)
+    def post(self, code: str) -> Any: ...
+
+
+class Notes(Resource):
+    @operation("Note on a thing", scope="things:write", body=NoteCreate,
+               responses={201: Note}, errors=(404,))
+    def post(self, code: str, body: NoteCreate) -> Any: ...
+
+
+class NoteItem(Resource):
+    @operation("Get a note", scope="things:read", responses={200: Note}, errors=(404,))
+    def get(self, code: str, note_id: UUID) -> Any: ...
+
+
+class Health(Resource):
+    @operation("Say hello", scope=None, responses={200: None})
+    def get(self) -> Any: ...
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    api = ProblemApi(Blueprint("v1", __name__))
+    api.add_resource(Things, "/things")
+    api.add_resource(ThingItem, "/things/<string:code>")
+    api.add_resource(Archive, "/things/<string:code>/archive")
+    api.add_resource(Notes, "/things/<string:code>/notes")
+    api.add_resource(NoteItem, "/things/<string:code>/notes/<uuid:note_id>")
+    api.add_resource(Health, "/hello")
+    built = build_openapi(api, "Things", "1.0.0", "/v1")
+    validate(built)  # type: ignore[arg-type]
+    return built
+
+
+def op(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    found: dict[str, Any] = document["paths"]["/v1" + path][method]
+    return found
+
+
+def statuses(document: dict[str, Any], path: str, method: str) -> set[int]:
+    return {int(status) for status in op(document, path, method)["responses"]}
+
+
+def resolve(document: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """A response, its $ref followed."""
+    ref = response.get("$ref")
+    if ref is None:
+        return response
+    found: dict[str, Any] = document["components"]["responses"][ref.rsplit("/", 1)[1]]
+    return found
+
+
+ANY = {414, 429, 431, 500, 502, 503, 504}
+
+
+def test_every_operation_has_a_unique_id_named_after_its_code(document: dict[str, Any]) -> None:
+    ids = [method["operationId"] for item in document["paths"].values()
+           for method in item.values()]
+    assert len(ids) == len(set(ids))
+    assert op(document, "/things", "post")["operationId"] == "postThings"
+    assert op(document, "/things/{code}/archive", "post")["operationId"] == "postArchive"
+
+
+def test_statuses_follow_from_the_declaration(document: dict[str, Any]) -> None:
+    # A public operation without parameters can still meet the gateway and an outage.
+    assert statuses(document, "/hello", "get") == {200} | ANY
+    # A list: its query can be malformed (a foreign cursor: 400) or out of bounds (422).
+    assert statuses(document, "/things", "get") == {200, 400, 401, 403, 422} | ANY
+    # A create: body problems, the key's, its own conflict.
+    assert statuses(document, "/things", "post") \
+        == {201, 400, 401, 403, 409, 413, 415, 422} | ANY
+    # Text in the path may be unstorable (422); a conditional read answers 304.
+    assert statuses(document, "/things/{code}", "get") == {200, 304, 401, 403, 404, 422} | ANY
+    assert 412 in statuses(document, "/things/{code}", "patch")
+    assert statuses(document, "/things/{code}/archive", "post") \
+        == {200, 400, 401, 403, 404, 409, 412, 422} | ANY
+    # A uuid in the path is routed (or not: 404), so it carries no text to refuse.
+    assert op(document, "/things/{code}/notes/{note_id}", "get")["parameters"][1]["schema"] \
+        == {"type": "string", "format": "uuid"}
+
+
+def test_problems_are_problem_documents_with_their_headers(document: dict[str, Any]) -> None:
+    responses = op(document, "/things/{code}", "patch")["responses"]
+    for status in ("401", "412", "422", "429", "503"):
+        problem = resolve(document, responses[status])
+        assert problem["content"] == {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert "X-Request-ID" in problem["headers"]
+    headers = {status: resolve(document, responses[status])["headers"]
+               for status in ("401", "412", "429", "503")}
+    assert headers["401"]["WWW-Authenticate"] == {"$ref": "#/components/headers/WWW-Authenticate"}
+    assert headers["412"]["ETag"] == {"$ref": "#/components/headers/ETag"}
+    assert headers["429"]["Retry-After"]["required"] is True
+    # The service's 503 says when to retry; the gateway's own 503 does not.
+    assert headers["503"]["Retry-After"] == {"$ref": "#/components/headers/Retry-After"}
+    assert document["components"]["headers"]["Retry-After"]["required"] is False
+
+
+def test_success_headers_say_what_a_client_gets(document: dict[str, Any]) -> None:
+    created = op(document, "/things", "post")["responses"]["201"]["headers"]
+    assert {"Location", "ETag", "Idempotent-Replayed", "X-Request-ID"} == set(created)
+    assert set(op(document, "/things/{code}", "get")["responses"]["200"]["headers"]) \
+        == {"ETag", "X-Request-ID"}
+    assert set(op(document, "/things/{code}", "get")["responses"]["304"]["headers"]) \
+        == {"ETag", "X-Request-ID"}
+    # A page is no single resource: no ETag.
+    assert set(op(document, "/things", "get")["responses"]["200"]["headers"]) \
+        == {"X-Request-ID"}
+    assert "content" not in op(document, "/hello", "get")["responses"]["200"]
+
+
+def test_request_headers_and_query(document: dict[str, Any]) -> None:
+    create = {p["name"]: p for p in op(document, "/things", "post")["parameters"]}
+    assert create["Idempotency-Key"]["schema"] == {"type": "string",
+                                                   "pattern": KEY_PATTERN.pattern}
+    patch = {p["name"] for p in op(document, "/things/{code}", "patch")["parameters"]}
+    assert patch == {"code", "If-Match"}
+    get = {p["name"] for p in op(document, "/things/{code}", "get")["parameters"]}
+    assert get == {"code", "If-None-Match"}
+    # A query parameter is absent or a string: never null.
+    query = {p["name"]: p for p in op(document, "/things", "get")["parameters"]}
+    assert query["cursor"]["schema"]["type"] == "string"
+    assert "anyOf" not in query["cursor"]["schema"] and "default" not in query["cursor"]["schema"]
+    assert query["cursor"]["required"] is False
+    path = op(document, "/things/{code}", "get")["parameters"][0]
+    assert path["schema"] == {"type": "string", "minLength": 1, "pattern": "^[^/\\x00]+$"}
+
+
+def links(document: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    found: dict[str, Any] = op(document, path, method)["responses"][status].get("links", {})
+    return {name: link["parameters"] for name, link in found.items()}
+
+
+def test_a_create_links_to_what_acts_on_the_created_resource(document: dict[str, Any]) -> None:
+    code = "$response.body#/code"
+    assert links(document, "/things", "post", "201") == {
+        "getThingItem": {"code": code},
+        "patchThingItem": {"code": code, "header.If-Match": "$response.header.ETag"},
+        "postArchive": {"code": code, "header.If-Match": "$response.header.ETag"},
+        "postNotes": {"code": code},
+    }
+    # A nested create: the parent from the request's path, the new item's id from the body.
+    from_note = links(document, "/things/{code}/notes", "post", "201")
+    assert from_note["getNoteItem"] == {"code": "$request.path.code",
+                                        "note_id": "$response.body#/id"}
+    # The ETag is the note's, not the thing's: no If-Match for the thing.
+    assert from_note["patchThingItem"] == {"code": "$request.path.code"}
+
+
+def test_reads_and_actions_link_to_the_rest_of_the_resource(document: dict[str, Any]) -> None:
+    same = {"code": "$request.path.code", "header.If-Match": "$response.header.ETag"}
+    assert links(document, "/things/{code}/archive", "post", "200")["patchThingItem"] == same
+    assert links(document, "/things/{code}", "get", "200")["postArchive"] == same
+    # 304 has no body to follow; a page links its first item, without an ETag to match.
+    assert links(document, "/things/{code}", "get", "304") == {}
+    assert links(document, "/things", "get", "200")["patchThingItem"] \
+        == {"code": "$response.body#/items/0/code"}
+    # Nothing supplies a note's id but the note's create.
+    assert "getNoteItem" not in links(document, "/things/{code}", "get", "200")
