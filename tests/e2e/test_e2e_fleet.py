@@ -197,6 +197,19 @@ def test_a_body_over_one_mib_gets_413(client: FleetClient) -> None:
     assert_problem(response, 413)
 
 
+def test_long_request_lines_and_unroutable_methods_get_problem_documents(
+        client: FleetClient) -> None:
+    # Past gunicorn's default line limit, within the gateway's: the api answers, not an HTML 414.
+    long_filter = client.get("/inventory/v1/reservations?reference=" + "R" * 6000)
+    assert_problem(long_filter, 422)
+    # Past the gateway's own limit: its 414 problem.
+    assert_problem(client.get("/inventory/v1/reservations?reference=" + "R" * 9000), 414)
+    # A method no route takes: 405 with the methods the gateway routes (RFC 9110).
+    trace = client.request("TRACE", "/inventory/v1/products")
+    assert_problem(trace, 405)
+    assert "GET" in (trace.header("Allow") or "")
+
+
 def test_an_unknown_prefix_gets_a_404_problem(client: FleetClient) -> None:
     assert_problem(client.get("/billing/v1/invoices"), 404)
     assert_problem(client.get("/"), 404)

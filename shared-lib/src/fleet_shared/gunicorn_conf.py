@@ -20,6 +20,10 @@ timeout = 30
 # Longer than the gateway's upstream keepalive, so the gateway closes idle connections first.
 keepalive = 75
 accesslog = None  # the gateway writes the access log; the app logs writes
+# The gateway bounds request lines (large_client_header_buffers, 8 KiB) and answers a longer one
+# with a 414 problem document; gunicorn's own limit (4094) would refuse some it lets through,
+# with an HTML page. Clients reach the apis only through the gateway.
+limit_request_line = 0
 # gunicorn 27's runtime control socket would be written under $HOME, which is read-only (or
 # absent) in the container; the fleet manages processes with signals.
 control_socket_disable = True

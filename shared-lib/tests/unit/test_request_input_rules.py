@@ -11,7 +11,15 @@ import pytest
 from flask import Flask
 from pydantic import BaseModel, Field, ValidationError
 
-from fleet_shared.http.fields import NOT_BLANK, STORABLE, CheckedModel, Email, Strict, unstorable
+from fleet_shared.http.fields import (
+    EMAIL_PATTERN,
+    NOT_BLANK,
+    STORABLE,
+    CheckedModel,
+    Email,
+    Strict,
+    unstorable,
+)
 from fleet_shared.http.idempotency import scope_digest
 from fleet_shared.http.pagination import (
     MAX_CURSOR_LENGTH,
@@ -85,7 +93,7 @@ def test_the_openapi_schema_publishes_the_rule_on_free_text_only() -> None:
     assert fields["tags"]["items"]["pattern"] == STORABLE
     assert schema["$defs"]["Inner"]["properties"]["label"]["pattern"] == STORABLE
     # A format or a pattern of its own already says what the text may be.
-    assert "pattern" not in fields["email"]["anyOf"][0]
+    assert fields["email"]["anyOf"][0]["pattern"] == EMAIL_PATTERN
     assert fields["code"]["anyOf"][0]["pattern"] == "^[A-Z]{2}$"
     assert fields["line"]["anyOf"][0]["pattern"] == NOT_BLANK
 
@@ -242,3 +250,32 @@ def test_scopes_that_read_alike_as_text_stay_apart() -> None:
     # Both would read "a POST /v1/x POST /v1/y" were the three simply joined with spaces.
     assert scope_digest("a POST /v1/x", "POST", "/v1/y") \
         != scope_digest("a", "POST", "/v1/x POST /v1/y")
+
+
+@pytest.mark.parametrize(("address", "accepted"), [
+    ("ada@example.com", True), ("x@y.test", True), ("a+b@x-y.z", True), ("a@b", True),
+    ("a..b@c.d", False), ("å@example.com", False), ("a@-b.c", False), ('"q"@c.d', False),
+    ("a" * 65 + "@b.c", False), ("a@" + "b" * 256, False), ("a @b.c", False),
+])
+def test_an_email_address_is_a_dot_atom_at_a_host_name(address: str, accepted: bool) -> None:
+    class Contact(Strict):
+        email: Email
+
+    try:
+        Contact.model_validate({"email": address})
+        assert accepted, address
+    except ValidationError:
+        assert not accepted, address
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(3, 3), (3.0, 3), (1e2, 100), ("3", None),
+                                                 (True, None), (3.5, None)])
+def test_a_whole_number_is_an_integer_and_nothing_else_is(value: object,
+                                                          accepted: int | None) -> None:
+    class Count(Strict):
+        n: int | None = None
+
+    try:
+        assert Count.model_validate({"n": value}).n == accepted
+    except ValidationError:
+        assert accepted is None, value

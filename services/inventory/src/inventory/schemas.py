@@ -7,8 +7,9 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from fleet_shared.http.fields import Strict
+from fleet_shared.http.fields import Strict, omittable
 from fleet_shared.http.pagination import PageQuery
 
 # Lengths (the patterns' own, spelled out) are those of the columns that keep them (models.py).
@@ -29,7 +30,9 @@ class ProductCreate(Strict):
 
 
 class ProductPatch(Strict):
-    name: Name | None = None
+    """Only the fields sent change; a name may be left out but not set to null."""
+
+    name: Name | SkipJsonSchema[None] = omittable()
     description: Description | None = None
     reorder_point: ReorderPoint | None = None
 
@@ -43,7 +46,8 @@ class ProductPatch(Strict):
 
 class AdjustmentCreate(Strict):
     warehouse: Warehouse
-    delta: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
+    delta: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000,
+                                json_schema_extra={"not": {"const": 0}})]
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
     @field_validator("delta")

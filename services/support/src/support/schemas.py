@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from fleet_shared.http.fields import NOT_BLANK, Email, Strict
+from fleet_shared.http.fields import NOT_BLANK, Email, Strict, omittable
 from fleet_shared.http.pagination import PageQuery
 
 Status = Literal["open", "pending", "resolved", "closed"]
@@ -35,8 +36,8 @@ class TicketCreate(Strict):
 class TicketPatch(Strict):
     """Only the fields sent change; `assignee: null` unassigns."""
 
-    status: Status | None = None
-    priority: Priority | None = None
+    status: Status | SkipJsonSchema[None] = omittable()
+    priority: Priority | SkipJsonSchema[None] = omittable()
     assignee: Person | None = None
 
     @field_validator("status", "priority")

@@ -15,9 +15,16 @@ to it); `fleet_shared.http.validation.checked_path` applies it to path parameter
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # The rule as a JSON Schema pattern. Only NUL needs saying: a lone surrogate escaped in a JSON
@@ -100,11 +107,57 @@ class CheckedModel(BaseModel):
 
 
 class Strict(CheckedModel):
-    """A request body: no unknown fields, no type coercion (`"2"` is not an integer)."""
+    """A request body: no unknown fields, no type coercion (`"2"` is not an integer).
+
+    One exception: JSON has a single number type, and to JSON Schema (so to the OpenAPI
+    document) 3.0 is the integer 3, so a number without a fraction is taken for an integer.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, float) and value.is_integer() and info.field_name is not None \
+                and _admits_int(cls.model_fields[info.field_name].annotation):
+            return int(value)
+        return value
 
-# RFC 5321 bounds a mailbox to 64 + 1 + 255 characters; email-validator's own limit (254) is
-# tighter, and this is the bound the columns are sized for and the OpenAPI document shows.
-Email = Annotated[EmailStr, Field(max_length=320, examples=["ada@example.com"])]
+
+def omittable() -> Any:
+    """The default of a field a request may leave out but not set to null: declare it as
+    ``name: Type | SkipJsonSchema[None] = omittable()``, and the document shows neither null
+    as a type nor a null default (which a validator would reject as not of the type)."""
+    return Field(None, json_schema_extra=_without_default)
+
+
+def _without_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _admits_int(annotation: Any) -> bool:
+    return annotation is int or any(_admits_int(arg) for arg in get_args(annotation))
+
+
+# A mailbox: a dot-atom local part, an @, and a host name (RFC 5321 without its rarely used
+# quoted local parts and address literals), ASCII only. Deliverability is not the API's to judge
+# (email-validator refused reserved domains a client may well use, `example.test`), so the rule
+# is a pattern the OpenAPI document states. 320 characters is RFC 5321's bound (64 + 1 +
+# 255) and the columns' size.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*$"
+
+
+def _mailbox_lengths(address: str) -> str:
+    """RFC 5321's bounds the pattern cannot say (the pattern engines have no look-ahead)."""
+    local, _, domain = address.rpartition("@")
+    if len(local) > 64 or len(domain) > 255:
+        raise ValueError("an email address has at most 64 characters before the @ and 255 after")
+    return address
+
+
+Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN, examples=["ada@example.com"],
+                             json_schema_extra={"format": "email"}),
+                  AfterValidator(_mailbox_lengths)]
+
