@@ -3,8 +3,9 @@ SERVICES := inventory shipping support
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_LINK_MODE ?= copy
+FLEET_IMAGE_TAG ?= dev
 
-.PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system
+.PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system images
 
 ## setup: install uv if missing, then every package and dev tool from the lock file
 setup: .venv/.synced
@@ -15,18 +16,28 @@ setup: .venv/.synced
 	@touch $@
 
 ## deps-system: nginx for the gateway, envsubst and busybox for its container entrypoint tests,
-## wrk for benchmarks (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
+## docker and debootstrap for the image tests (tests/containers), wrk for benchmarks
+## (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
 deps-system:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
 	command -v envsubst >/dev/null 2>&1 || missing="$$missing gettext-base"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v busybox >/dev/null 2>&1 || missing="$$missing busybox"; \
+	command -v docker >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	command -v pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && apt-get install -y -qq $$missing; \
 		else echo "missing:$$missing (install with: apt-get install -y$$missing)"; exit 1; fi; \
 	fi
+
+## images: the four images (fleet/<name>:$(FLEET_IMAGE_TAG)) on bases made from Debian packages,
+## as tests/containers builds them; docs/images.md describes them and the release build
+images:
+	FLEET_IMAGE_TAG=$(FLEET_IMAGE_TAG) deploy/images/build.sh
 
 ## run: the whole fleet in the foreground (Ctrl-C stops it)
 run: setup deps-system

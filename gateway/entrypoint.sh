@@ -2,23 +2,32 @@
 # Entrypoint of the gateway image (/usr/local/bin/fleet-gateway, gateway/Dockerfile).
 #
 # Refuses to start, with one line naming the setting and exit status 78 (EX_CONFIG), when a
-# required setting is missing or GATEWAY_TRUSTED_PROXIES holds something that is not an IP
-# address or CIDR range; renders nginx.conf.template with envsubst restricted to exactly the
-# template's variables (NGINX's own $variables are left alone) into the writable run directory;
-# then execs NGINX in the foreground as PID 1. Extra arguments go to nginx ("-t" only checks).
+# setting is missing or malformed; builds the template's derived variables from the settings
+# (the upstream blocks and each route's target from <SVC>_SERVERS, the set_real_ip_from lines
+# from GATEWAY_TRUSTED_PROXIES, NGINX's resolver from GATEWAY_RESOLVER or /etc/resolv.conf);
+# renders nginx.conf.template with envsubst restricted to exactly the template's variables
+# (NGINX's own $variables are left alone) into the writable run directory; then execs NGINX in
+# the foreground as PID 1. Extra arguments go to nginx ("-t" only checks).
 #
 # fleet_shared.gateway renders the same file in Python; tests/gateway runs this script with
 # BusyBox ash (the image's shell) and dash and checks that both agree with it, on the file and
-# on which addresses they accept. Hence POSIX sh only: no arrays, no [[ ]], no regexes.
-# docs/gateway.md describes every setting.
+# on what they accept and refuse, word for word. Hence POSIX sh only: no arrays, no [[ ]], no
+# regexes. docs/gateway.md describes every setting.
 set -eu
 
 template=/etc/nginx/fleet/nginx.conf.template
+resolv_conf=/etc/resolv.conf
 
-# Settings that must be set and non-empty (the image has defaults for all but *_SERVERS).
-required="GATEWAY_LISTEN INVENTORY_SERVERS SHIPPING_SERVERS SUPPORT_SERVERS GATEWAY_RATE GATEWAY_BURST GATEWAY_READ_TIMEOUT GATEWAY_RUN_DIR GATEWAY_ACCESS_LOG GATEWAY_ERROR_LOG GATEWAY_WORKER_PROCESSES"
+# Settings that must be set and non-empty (the image has a default for each).
+required="GATEWAY_LISTEN GATEWAY_RATE GATEWAY_BURST GATEWAY_READ_TIMEOUT GATEWAY_RUN_DIR GATEWAY_ACCESS_LOG GATEWAY_ERROR_LOG GATEWAY_WORKER_PROCESSES"
+# The services' server lines: each must be set (they name the deployment's services, so the
+# image has no default); an empty one leaves its service unrouted (its prefix answers 404).
+routes="INVENTORY_SERVERS SHIPPING_SERVERS SUPPORT_SERVERS"
 # Template variables the script computes from other settings.
-derived="GATEWAY_REAL_IP_FROM"
+derived="GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS INVENTORY_UPSTREAM SHIPPING_UPSTREAM SUPPORT_UPSTREAM"
+# How long NGINX uses a DNS answer when GATEWAY_RESOLVER_VALID is unset or empty: short, so a
+# Service created again with a new ClusterIP is reached within seconds.
+default_resolver_valid=10s
 
 fail() {
     echo "fleet-gateway: $*" >&2
@@ -107,6 +116,187 @@ is_address_or_range() {
     esac
 }
 
+# is_port TEXT: 1-65535 without leading zeros.
+is_port() {
+    case $1 in
+        '' | 0* | *[!0-9]* | ??????*) return 1 ;;
+    esac
+    [ "$1" -le 65535 ]
+}
+
+# is_host_name TEXT: letters, digits, dots and hyphens, starting with a letter or digit, with a
+# letter somewhere (so a mistyped IPv4 address is refused rather than looked up).
+is_host_name() {
+    case $1 in
+        '' | [!A-Za-z0-9]* | *[!A-Za-z0-9.-]*) return 1 ;;
+        *[A-Za-z]*) return 0 ;;
+    esac
+    return 1
+}
+
+# split_port ADDRESS: sets $host and $port (":8000", or empty) from host[:port].
+split_port() {
+    case $1 in
+        *:*) host=${1%:*} port=:${1##*:} ;;
+        *) host=$1 port= ;;
+    esac
+}
+
+# bracketed_ipv6 TEXT: "[address]" or "[address]:port" with an IPv6 address and a valid port.
+bracketed_ipv6() {
+    case $1 in
+        \[*\])
+            bracket_inner=${1#?}
+            bracket_inner=${bracket_inner%?}
+            bracket_port= ;;
+        \[*\]:*)
+            bracket_inner=${1#?}
+            bracket_inner=${bracket_inner%%]*}
+            bracket_port=${1#*]:} ;;
+        *) return 1 ;;
+    esac
+    [ "$1" = "[$bracket_inner]${bracket_port:+:$bracket_port}" ] || return 1
+    case $bracket_inner in
+        *:*) is_ipv6 "$bracket_inner" || return 1 ;;
+        *) return 1 ;;
+    esac
+    [ -z "$bracket_port" ] || is_port "$bracket_port"
+}
+
+# address_kind ADDRESS: sets $kind to "static" (an IP address or unix socket, used as it is)
+# or "name" (a host name, looked up while serving), each with an optional port; fails on
+# anything else.
+address_kind() {
+    case $1 in
+        unix:) return 1 ;;
+        unix:*)
+            case $1 in
+                *[\;{}#\'\"]*) return 1 ;;
+            esac
+            kind=static
+            return 0 ;;
+        \[*)
+            bracketed_ipv6 "$1" || return 1
+            kind=static
+            return 0 ;;
+    esac
+    split_port "$1"
+    if [ -n "$port" ]; then
+        is_port "${port#:}" || return 1
+    fi
+    if is_ipv4 "$host"; then
+        kind=static
+    elif is_host_name "$host"; then
+        kind=name
+    else
+        return 1
+    fi
+}
+
+# server_entry WORD...: one "server ADDRESS [PARAMETER...]" entry of $setting; appends its
+# line to $servers and records the first host name in $host_name.
+server_entry() {
+    [ $# -gt 0 ] || return 0
+    if [ "$1" != server ] || [ $# -lt 2 ]; then
+        fail "$setting is invalid: '$*' is not a server line (server ADDRESS [PARAMETER...])"
+    fi
+    shift
+    server_address=$1
+    address_kind "$server_address" \
+        || fail "$setting is invalid: '$server_address' is not an IP address, unix socket or host name with an optional port"
+    shift
+    for parameter do
+        case $parameter in
+            *[!A-Za-z0-9_=.:-]*) fail "$setting is invalid: '$parameter' is not a server parameter" ;;
+        esac
+    done
+    count=$((count + 1))
+    if [ "$kind" = name ] && [ -z "$host_name" ]; then
+        host_name=$server_address host_name_parameters=$#
+    fi
+    servers="$servers        server $server_address${*:+ $*};$newline"
+}
+
+# route SETTING SERVICE: checks the setting's entries ("server ADDRESS [PARAMETER...]", each
+# ended by ";") and sets $target, what the service's location passes to: nothing (not routed),
+# the service's name (every server an address: its upstream block is appended to
+# GATEWAY_UPSTREAMS) or the one host:port NGINX looks up while serving (then the service's
+# *_UPSTREAM variable joins $by_name).
+route() {
+    setting=$1 service=$2
+    eval "value=\$$setting"
+    servers= host_name= host_name_parameters=0 count=0 target=
+    route_ifs=$IFS
+    IFS=';'
+    for entry in $value; do
+        IFS=$route_ifs
+        # Split into words on white space (no globbing: set -f is on).
+        # shellcheck disable=SC2086
+        server_entry $entry
+        IFS=';'
+    done
+    IFS=$route_ifs
+    if [ -n "$host_name" ]; then
+        if [ "$count" -gt 1 ] || [ "$host_name_parameters" -gt 0 ]; then
+            fail "$setting is invalid: '$host_name' is a host name, so it must be the only server, without parameters (NGINX looks it up while serving)"
+        fi
+        target=$host_name
+        by_name="$by_name ${setting%_SERVERS}_UPSTREAM"
+    elif [ "$count" -gt 0 ]; then
+        target=$service
+        # The block's shape, and why: nginx.conf.template, "upstreams".
+        indent="        "
+        block="upstream $service {$newline${indent}zone upstream_$service 64k;$newline$servers"
+        block="$block${indent}keepalive 16;$newline${indent}keepalive_timeout 1s;$newline    }"
+        GATEWAY_UPSTREAMS="$GATEWAY_UPSTREAMS${GATEWAY_UPSTREAMS:+$newline$newline    }$block"
+    fi
+}
+
+# resolver_entry TEXT: sets $server to an entry of GATEWAY_RESOLVER as NGINX's resolver takes
+# it: an IPv4 address with an optional port, or an IPv6 address, bare (bracketed here) or in
+# brackets with an optional port. Host names are refused: they would be looked up at start.
+resolver_entry() {
+    case $1 in
+        \[*) bracketed_ipv6 "$1" && server=$1 && return 0 ;;
+        *:*:*) is_ipv6 "$1" && server="[$1]" && return 0 ;;
+    esac
+    split_port "$1"
+    if [ -n "$port" ]; then
+        is_port "${port#:}" || return 1
+    fi
+    is_ipv4 "$host" && server=$1
+}
+
+# read_resolv_conf: sets $nameservers, $search (the first search domain) and $ndots from
+# $resolv_conf, as the C library reads it (the last search or domain line wins, so does the
+# last ndots); a nameserver NGINX could not use (an IPv6 address with a %zone) is left out.
+read_resolv_conf() {
+    nameservers= search= ndots=1
+    [ -r "$resolv_conf" ] || return 0
+    while read -r key first others || [ -n "$key" ]; do
+        case $key in
+            nameserver)
+                if is_ipv4 "$first"; then
+                    nameservers="$nameservers${nameservers:+ }$first"
+                elif is_ipv6 "$first"; then
+                    nameservers="$nameservers${nameservers:+ }[$first]"
+                fi ;;
+            search | domain)
+                if is_host_name "$first"; then search=$first; else search=; fi ;;
+            options)
+                # Only whether ndots is 0 matters here (and the number may be any length).
+                for option in $first $others; do
+                    case $option in
+                        ndots:*[!0-9]* | ndots:) ;;
+                        ndots:*[!0]*) ndots=1 ;;
+                        ndots:*) ndots=0 ;;
+                    esac
+                done ;;
+        esac
+        key=
+    done < "$resolv_conf"
+}
+
 format=""
 for name in $required; do
     eval "value=\${$name:-}"
@@ -114,12 +304,26 @@ for name in $required; do
     format="$format \${$name}"
 done
 
-# GATEWAY_TRUSTED_PROXIES: addresses or CIDR ranges separated by commas or white space; empty
-# or unset trusts nobody. Each becomes one set_real_ip_from line.
-GATEWAY_REAL_IP_FROM=""
 newline='
 '
 set -f
+
+GATEWAY_UPSTREAMS=""
+by_name=""
+for setting in $routes; do
+    eval "is_set=\${$setting+yes}"
+    [ -n "$is_set" ] || fail "required setting $setting is not set"
+    service=$(printf '%s' "${setting%_SERVERS}" | tr 'A-Z' 'a-z')
+    route "$setting" "$service"
+    eval "${setting%_SERVERS}_UPSTREAM=\$target"
+done
+if [ -z "$INVENTORY_UPSTREAM$SHIPPING_UPSTREAM$SUPPORT_UPSTREAM" ]; then
+    fail "no service is routed: INVENTORY_SERVERS, SHIPPING_SERVERS and SUPPORT_SERVERS are all empty"
+fi
+
+# GATEWAY_TRUSTED_PROXIES: addresses or CIDR ranges separated by commas or white space; empty
+# or unset trusts nobody. Each becomes one set_real_ip_from line.
+GATEWAY_REAL_IP_FROM=""
 saved_ifs=$IFS
 IFS=", $(printf '\t')$newline"
 for proxy in ${GATEWAY_TRUSTED_PROXIES:-}; do
@@ -129,8 +333,48 @@ for proxy in ${GATEWAY_TRUSTED_PROXIES:-}; do
     GATEWAY_REAL_IP_FROM="${GATEWAY_REAL_IP_FROM:+$GATEWAY_REAL_IP_FROM }set_real_ip_from $proxy;"
 done
 IFS=$saved_ifs
+
+# NGINX's resolver, for the upstreams named by host name: GATEWAY_RESOLVER, else the
+# nameservers of /etc/resolv.conf (in a pod, the cluster DNS).
+valid=${GATEWAY_RESOLVER_VALID:-$default_resolver_valid}
+digits=${valid%[smh]}
+case $digits in
+    '' | 0* | *[!0-9]*)
+        fail "GATEWAY_RESOLVER_VALID is invalid: '$valid' is not a number of seconds, minutes or hours (e.g. 10s)" ;;
+esac
+resolver=""
+IFS=", $(printf '\t')$newline"
+for entry in ${GATEWAY_RESOLVER:-}; do
+    [ -n "$entry" ] || continue
+    resolver_entry "$entry" \
+        || fail "GATEWAY_RESOLVER is invalid: '$entry' is not an IP address with an optional port"
+    resolver="$resolver${resolver:+ }$server"
+done
+IFS=$saved_ifs
+GATEWAY_RESOLVER_DIRECTIVE=""
+if [ -n "$by_name" ]; then
+    read_resolv_conf
+    [ -n "$resolver" ] || resolver=$nameservers
+    [ -n "$resolver" ] \
+        || fail "GATEWAY_RESOLVER is not set and $resolv_conf names no nameserver: the gateway needs one to look up its upstreams"
+    GATEWAY_RESOLVER_DIRECTIVE="resolver $resolver valid=$valid;"
+    # NGINX's resolver knows no search list: a name without a dot gets what the system
+    # resolver would try first, the first search domain (in a pod: <namespace>.svc.<cluster
+    # domain>), unless ndots is 0 (Docker's embedded DNS answers bare service names).
+    for upstream in $by_name; do
+        eval "target=\$$upstream"
+        split_port "$target"
+        case $host in
+            *.*) ;;
+            *) [ -z "$search" ] || [ "$ndots" = 0 ] || host=$host.$search ;;
+        esac
+        eval "$upstream=\$host\$port"
+    done
+fi
 set +f
-export GATEWAY_REAL_IP_FROM
+
+export GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS \
+    INVENTORY_UPSTREAM SHIPPING_UPSTREAM SUPPORT_UPSTREAM
 for name in $derived; do
     format="$format \${$name}"
 done

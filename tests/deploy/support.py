@@ -359,10 +359,50 @@ _PROD_GATEWAY = {
     "trustedProxies": ["10.244.0.0/16", "fd00:10:244::/56"],
 }
 
+#: An RSA-2048 public key, as RS256 needs (the settings loader refuses any other kind).
 _PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
-MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAkW1znMZYgThJGkpBKX64
+0mgna+MBqjqjTIoW8TvGW5T3QqLmqsg4j13rk7rBMs7siiHoZxw8mRGTLEdRqZbs
+7Vj3ndV3lDEJIJpDqmWUMkRRxWEa0NBgLYC6gD9aJsO6OtyA5CY1/nc6jA1n82WO
+Y+OExK3O2Xu/t9yKcWcFtVn7jjRRyyEJ4P5blkg3esO1Qd9mYLyketNC7k84kL86
+hMUjjScDvfcDdEx0j3unK3mUe5RLIOmANzIJ5y3PFVH3wCbHHFyYtfiX8UlURAYj
+RPEAXHPASxITQzrmuf9Qsx3JsgRL8aTRhogMOhXBj52Nw2CaR3AUcR8ZIWD0mI1N
+uQIDAQAB
 -----END PUBLIC KEY-----
 """
+
+def values_prod(chart: str) -> dict[str, Any]:
+    """A chart's committed production values (helm/<chart>/values-prod.yaml)."""
+    values: dict[str, Any] = yaml.safe_load((HELM / chart / "values-prod.yaml").read_text())
+    return values
+
+
+_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"},
+              "limits": {"cpu": "100m", "memory": "32Mi"}}
+
+#: Every extension point of a service chart at once (podinfo/Bitnami style).
+_EXTENDED_SERVICE = {
+    "image": {"digest": "sha256:" + "0123456789abcdef" * 4},
+    # An override of the chart's own setting, and an operator's optional tuning ConfigMap.
+    "extraEnv": [{"name": "LOG_LEVEL", "value": "DEBUG"},
+                 {"name": "CONSUMER_PREFETCH", "valueFrom": {"configMapKeyRef": {
+                     "name": "inventory-tuning", "key": "CONSUMER_PREFETCH", "optional": True}}}],
+    "extraEnvFrom": [{"secretRef": {"name": "inventory-extra"}, "prefix": "EXTRA_"}],
+    "extraVolumes": [{"name": "cache", "emptyDir": {"sizeLimit": "16Mi"}}],
+    "extraVolumeMounts": [{"name": "cache", "mountPath": "/var/cache/fleet"}],
+    "initContainers": [{"name": "wait-for-dns", "image": "busybox:1.36.1",
+                        "command": ["nslookup", "kubernetes.default"], "resources": _RESOURCES}],
+    "sidecars": [{"name": "log-shipper", "image": "fluent/fluent-bit:3.1.9",
+                  "resources": _RESOURCES,
+                  "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/fleet",
+                                    "readOnly": True}]}],
+}
+
+_CHART_MADE_SECRETS = {
+    "DATABASE_URL": "postgresql://inventory:pw@db.example.com:5432/fleet_inventory?sslmode=require",
+    "BROKER_URL": "amqps://fleet:pw@mq.example.com:5671/%2F",
+    "JWT_SECRET": "k3Jv9Qm2xL7pR4tW8zN1cF6hB0dS5gY-aE3uI9oP",
+}
 
 #: name -> (chart, values, release)
 HELM_SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -375,7 +415,21 @@ HELM_SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
     "inventory-chart-made-secret": ("inventory", {"secrets": {"values": {
         "DATABASE_URL": "postgresql://inventory:pw@db.example.com:5432/fleet_inventory",
         "BROKER_URL": "amqps://fleet:pw@mq.example.com:5671/%2F",
-        "JWT_SECRET": "a-test-secret"}}}, "inventory"),
+        "JWT_SECRET": "a-test-secret-of-thirty-two-bytes-or-more"}}}, "inventory"),
+    # The committed production values of every chart (values-prod.yaml).
+    **{f"{name}-prod": (name, values_prod(name), name) for name in SERVICES},
+    "fleet-prod": ("fleet", values_prod("fleet"), "fleet"),
+    # One service left out of the umbrella; the gateway routes the other two.
+    "fleet-support-disabled": ("fleet", {"support": {"enabled": False},
+                                         "gateway": {"services": ["inventory", "shipping"]}},
+                               "fleet"),
+    # Production values behind PgBouncer, the chart making the Secret (and the pooled URL).
+    "inventory-pgbouncer": ("inventory", {**values_prod("inventory"),
+                                          "pgbouncer": {"enabled": True},
+                                          "secrets": {"values": _CHART_MADE_SECRETS}},
+                            "inventory"),
+    "inventory-extended": ("inventory", _EXTENDED_SERVICE, "inventory"),
+    "inventory-env-secrets": ("inventory", {"secrets": {"mountAsFiles": False}}, "inventory"),
     "shipping-prod-like": ("shipping", _prod_service("shipping"), "shipping"),
     "support-rs256": ("support", {
         "config": {"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": _PUBLIC_KEY},

@@ -5,7 +5,6 @@ parse, and the ports, commands, probe paths and metrics are the ones the process
 
 from __future__ import annotations
 
-import base64
 import importlib
 import ipaddress
 import json
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .cluster import World, resolve
 from .support import (
     API_PORT,
     GATEWAY_SETTINGS,
@@ -36,8 +36,12 @@ PROCESSES = ("api", "worker", "migrate")
 TARGETS = [f"helm:{name}" for name in sorted(HELM_SCENARIOS)
            if HELM_SCENARIOS[name][0] != "gateway"] + \
     [f"kustomize:{name}" for name in ("base", "dev", "prod")]
-#: An environment value that exists but is not in the rendered output (a Secret made elsewhere).
-UNKNOWN = object()
+class _Unknown(str):
+    """An environment value that exists but is not in the rendered output (a Secret made
+    elsewhere): present, but nothing to parse."""
+
+
+UNKNOWN = _Unknown("<made outside the target>")
 
 
 class Process:
@@ -54,10 +58,9 @@ class Process:
 
 
 def _k8s_processes(where: str, objects: Objects) -> Iterator[Process]:
-    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in by_kind(objects, "ConfigMap")}
-    secrets = {o["metadata"]["name"]: {k: base64.b64decode(v).decode()
-                                       for k, v in o.get("data", {}).items()}
-               for o in by_kind(objects, "Secret")}
+    """The main container of every service pod, with the environment the cluster gives it: a
+    setting read from a mounted file (<NAME>_FILE) counts as that setting."""
+    world = World(objects, stand_in=lambda *_: UNKNOWN)
     for obj, template in workloads(objects):
         labels = template["metadata"].get("labels", {})
         service = labels.get("app.kubernetes.io/name")
@@ -65,19 +68,14 @@ def _k8s_processes(where: str, objects: Objects) -> Iterator[Process]:
         if service not in SERVICES or process not in PROCESSES:
             continue
         container = template["spec"]["containers"][0]
+        resolved = resolve(world, obj, template, container)
         env: dict[str, Any] = {}
-        for source in container.get("envFrom", []):
-            if "configMapRef" in source:
-                env.update(configmaps[source["configMapRef"]["name"]])
+        for name, value in resolved.env.items():
+            file = resolved.file_for(value) if name.endswith("_FILE") else None
+            if file is None:
+                env[name] = value
             else:
-                name = source["secretRef"]["name"]
-                env.update(secrets.get(name, {}))
-        for entry in container.get("env", []):
-            if "value" in entry:
-                env[entry["name"]] = entry["value"]
-            else:
-                ref = entry["valueFrom"]["secretKeyRef"]
-                env[entry["name"]] = secrets.get(ref["name"], {}).get(ref["key"], UNKNOWN)
+                env[name.removesuffix("_FILE")] = file.content
         ports = {p.get("name", str(p["containerPort"])): p["containerPort"]
                  for p in container.get("ports", [])}
         yield Process(f"{where} {kind_name(obj)}", service, process, env,
@@ -118,7 +116,7 @@ def test_environment_is_what_the_services_declare(
         assert needed in proc.env, f"{proc.where}: JWT_ALGORITHM={algorithm} needs {needed}"
         for setting in info.settings:
             raw = proc.env.get(setting.name)
-            if isinstance(raw, str):
+            if isinstance(raw, str) and not isinstance(raw, _Unknown):
                 try:
                     setting.parse(raw)
                 except ValueError as error:
@@ -145,7 +143,8 @@ def test_ports_commands_and_images(processes: dict[str, list[Process]],
     for proc in processes[target]:
         info = service_infos[proc.service]
         assert proc.args == [proc.process], f"{proc.where} runs {proc.args}"
-        assert proc.image.rsplit(":", 1)[0].endswith(f"fleet/{proc.service}"), proc.image
+        assert proc.image.split("@")[0].rsplit(":", 1)[0].endswith(f"fleet/{proc.service}"), \
+            proc.image
         if proc.process == "api":
             assert list(proc.ports.values()) == [int(proc.value(info, "PORT"))], proc.where
         if proc.process == "worker":

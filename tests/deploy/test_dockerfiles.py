@@ -1,4 +1,5 @@
-"""The service images: one Dockerfile per service, multi-stage, pinned, non-root, lint clean."""
+"""The service images: one Dockerfile per service, multi-stage, pinned, non-root, lint clean,
+buildable by the classic builder. (tests/containers builds and runs them.)"""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 from .support import API_PORT, REPO, SERVICES, WORKER_PORT, run, tool
 
 SERVICE_DOCKERFILES = {name: REPO / "services" / name / "Dockerfile" for name in SERVICES}
-ALL_DOCKERFILES = sorted([*SERVICE_DOCKERFILES.values(),
-                          *(p for p in [REPO / "gateway" / "Dockerfile"] if p.exists())])
+#: The bases deploy/images/build.sh makes from Debian packages where the official ones cannot
+#: be pulled.
+LOCAL_BASE_DOCKERFILES = sorted((REPO / "deploy" / "images").glob("*.Dockerfile"))
+BUILD_SCRIPT = REPO / "deploy" / "images" / "build.sh"
+ALL_DOCKERFILES = sorted([*SERVICE_DOCKERFILES.values(), REPO / "gateway" / "Dockerfile",
+                          *LOCAL_BASE_DOCKERFILES])
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -50,6 +55,44 @@ def stages(path: Path) -> list[list[tuple[str, str]]]:
 def test_hadolint_is_clean(dockerfile: Path) -> None:
     result = run([tool("hadolint"), "--no-color", dockerfile], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_the_classic_builder_builds_it(dockerfile: Path) -> None:
+    """Docker engines without BuildKit (Debian's docker.io, CI) build every image: no parser
+    directive asking for a BuildKit frontend, no mounts, no COPY flags or heredocs of its own."""
+    text = dockerfile.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "RUN":
+            assert not re.match(r"--(mount|network|security)\b", rest), rest
+            assert "<<" not in rest, rest
+        if keyword in ("COPY", "ADD"):
+            flags = re.findall(r"(?:^|\s)--([a-z]+)", rest)
+            assert set(flags) <= {"from", "chown"}, rest
+
+
+def test_build_script_builds_on_the_host_network_with_the_classic_builder() -> None:
+    script = BUILD_SCRIPT.read_text()
+    assert "export DOCKER_BUILDKIT=0" in script
+    builds = re.findall(r'"\$docker" build ([^\n]*)', script)
+    assert len(builds) >= 4, builds
+    assert all(b.startswith("--network host ") for b in builds), builds
+    assert '"$docker" import' in script  # the debootstrap tree becomes the first base
+    result = run(["bash", "-n", BUILD_SCRIPT], check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", LOCAL_BASE_DOCKERFILES, ids=lambda p: p.name)
+def test_local_bases_are_debian_bookworm_packages(dockerfile: Path) -> None:
+    """Made from the image build.sh imports (debootstrap bookworm), with Debian's packages only."""
+    (base_arg,) = re.findall(r"^ARG DEBIAN_IMAGE=(\S+)$", dockerfile.read_text(), re.M)
+    assert base_arg == "fleet-local/debian:bookworm"
+    assert [rest for keyword, rest in instructions(dockerfile) if keyword == "FROM"] \
+        == ["${DEBIAN_IMAGE}"]
+    installs = " ".join(rest for keyword, rest in instructions(dockerfile) if keyword == "RUN")
+    assert "apt-get install -y --no-install-recommends" in installs
+    assert "rm -rf /var/lib/apt/lists/*" in installs
 
 
 def test_service_dockerfiles_are_one_file_with_the_name_changed() -> None:
@@ -108,16 +151,37 @@ def test_base_images_and_tools_are_pinned(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
+def test_builder_reaches_pypi_with_the_base_images_ca_bundle(name: str) -> None:
+    """The Debian-made base carries the building machine's CA bundle (deploy/images); uv
+    trusts only its own roots unless SSL_CERT_FILE names a bundle, pip only with PIP_CERT."""
+    builder = next(s for s in stages(SERVICE_DOCKERFILES[name]) if s[0][1].endswith(" builder"))
+    env = " ".join(rest for keyword, rest in builder if keyword == "ENV")
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in env
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
+    # The official image has Python in /usr/local/bin, Debian's in /usr/bin: a version,
+    # not a path, finds either.
+    assert re.search(r"UV_PYTHON=3\.11\b", env)
+
+
+@pytest.mark.parametrize("name", SERVICES)
 def test_builder_installs_exactly_the_service_from_the_lock(name: str) -> None:
-    runs = " ".join(rest for keyword, rest in instructions(SERVICE_DOCKERFILES[name])
-                    if keyword == "RUN")
-    sync = re.search(r"uv sync ([^&]+)", runs)
-    assert sync, "the builder runs uv sync"
-    flags = sync.group(1)
-    assert "--locked" in flags or "--frozen" in flags, "install from uv.lock, never re-resolve"
-    assert "--no-dev" in flags
-    assert "--no-editable" in flags, "the final image holds no source tree"
-    assert '--package "fleet-${SERVICE}"' in flags
+    builder = next(s for s in stages(SERVICE_DOCKERFILES[name]) if s[0][1].endswith(" builder"))
+    found = [(index, re.search(r"uv sync ([^&]+)", rest))
+             for index, (keyword, rest) in enumerate(builder) if keyword == "RUN"]
+    syncs = [(index, match.group(1)) for index, match in found if match]
+    assert syncs, "the builder runs uv sync"
+    for _index, flags in syncs:
+        assert "--locked" in flags or "--frozen" in flags, "install from uv.lock, never re-resolve"
+        assert "--no-dev" in flags
+        assert "--no-editable" in flags, "the final image holds no source tree"
+        assert '--package "fleet-${SERVICE}"' in flags
+    # The dependencies first, from the lock and the members' pyproject.toml files alone, so a
+    # change to the code reuses their layer; then the workspace packages with the code.
+    (deps_index, deps), (last_index, last) = syncs[0], syncs[-1]
+    assert "--no-install-workspace" in deps and "--no-install-workspace" not in last
+    code_copies = [index for index, (keyword, rest) in enumerate(builder)
+                   if keyword == "COPY" and rest.startswith(("services/", "shared-lib/ "))]
+    assert code_copies and deps_index < min(code_copies) < last_index
 
 
 @pytest.mark.parametrize("name", SERVICES)

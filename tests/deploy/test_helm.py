@@ -46,7 +46,9 @@ def test_lint_strict(chart_tree: Path, chart: str) -> None:
 
 
 @pytest.mark.parametrize("scenario", ["fleet-prod-like", "shipping-prod-like",
-                                      "gateway-prod-like", "inventory-chart-made-secret"])
+                                      "gateway-prod-like", "inventory-chart-made-secret",
+                                      "fleet-prod", "inventory-prod", "inventory-pgbouncer",
+                                      "inventory-extended", "fleet-support-disabled"])
 def test_lint_strict_with_overrides(chart_tree: Path, scenario: str) -> None:
     import helm_python as helm
 
@@ -143,15 +145,55 @@ def test_no_secret_has_a_default(helm_scenarios: dict[str, list[dict[str, Any]]]
         assert values["secrets"]["values"] == {}
 
 
+def _secret_sources(workload: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """setting -> (Secret, key) a workload's first container reads: mounted files
+    (<NAME>_FILE) or environment variables."""
+    pod = workload["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    files = {}
+    for volume in pod.get("volumes", []):
+        for source in (volume.get("projected") or {}).get("sources", []):
+            for item in (source.get("secret") or {}).get("items", []):
+                files[item["path"]] = (source["secret"]["name"], item["key"])
+    found = {}
+    for entry in container.get("env", []):
+        if entry["name"].endswith("_FILE"):
+            found[entry["name"].removesuffix("_FILE")] = files[entry["value"].rsplit("/", 1)[1]]
+        elif "secretKeyRef" in entry.get("valueFrom", {}):
+            ref = entry["valueFrom"]["secretKeyRef"]
+            found[entry["name"]] = (ref["name"], ref["key"])
+    return found
+
+
 def test_existing_secret_is_referenced_by_name(
         helm_scenarios: dict[str, list[dict[str, Any]]]) -> None:
     objects = helm_scenarios["shipping-prod-like"]
     assert not by_kind(objects, "Secret")
-    deployment = find(objects, "Deployment", "shipping-api")
-    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-    assert {r["name"] for r in refs.values()} == {"fleet-shipping-prod"}
+    refs = _secret_sources(find(objects, "Deployment", "shipping-api"))
+    assert {name for name, _ in refs.values()} == {"fleet-shipping-prod"}
     assert set(refs) == {"DATABASE_URL", "BROKER_URL", "JWT_SECRET"}
+
+
+@pytest.mark.parametrize("scenario", ["inventory-defaults", "inventory-env-secrets"])
+def test_secret_settings_are_files_or_variables(
+        helm_scenarios: dict[str, list[dict[str, Any]]], scenario: str) -> None:
+    """Files by default (a read-only projected volume, 0440, <NAME>_FILE); environment
+    variables with secrets.mountAsFiles=false."""
+    api = find(helm_scenarios[scenario], "Deployment", "inventory-api")
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    names = {e["name"] for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    if scenario == "inventory-env-secrets":
+        assert names >= {"DATABASE_URL", "BROKER_URL", "JWT_SECRET"} and "secrets" not in mounts
+    else:
+        assert names >= {"DATABASE_URL_FILE", "BROKER_URL_FILE", "JWT_SECRET_FILE"}
+        assert not names & {"DATABASE_URL", "BROKER_URL", "JWT_SECRET"}
+        assert mounts["secrets"]["readOnly"] is True
+        volume = next(v for v in api["spec"]["template"]["spec"]["volumes"]
+                      if v["name"] == "secrets")
+        assert volume["projected"]["defaultMode"] == 0o440
+    assert _secret_sources(api) == {name: ("inventory-secrets", name)
+                                    for name in ("DATABASE_URL", "BROKER_URL", "JWT_SECRET")}
 
 
 def test_chart_made_secret_is_available_to_the_migration_hook(
@@ -162,9 +204,7 @@ def test_chart_made_secret_is_available_to_the_migration_hook(
     assert secret["data"] == hook_secret["data"]
     assert is_hook(hook_secret) and not is_hook(secret)
     job = find(objects, "Job", "inventory-migrate")
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e} == \
-        {"inventory-migrate"}
+    assert {name for name, _ in _secret_sources(job).values()} == {"inventory-migrate"}
     api = find(objects, "Deployment", "inventory-api")
     assert "checksum/secret" in api["spec"]["template"]["metadata"]["annotations"]
 

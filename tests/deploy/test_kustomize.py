@@ -62,10 +62,15 @@ def test_service_wiring(kustomize_outputs: dict[str, Objects], target: str, name
         assert labels_match(deployment["spec"]["selector"], labels)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"].rsplit(":", 1)[0].endswith(f"fleet/{name}")
-        secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
-                   if "valueFrom" in e}
+        # The secret settings are files of the service's own Secret.
+        secrets = {source["secret"]["name"]
+                   for volume in deployment["spec"]["template"]["spec"]["volumes"]
+                   for source in (volume.get("projected") or {}).get("sources", [])
+                   if "secret" in source}
         assert len(secrets) == 1
         assert re.fullmatch(rf"{name}-secrets(-[a-z0-9]{{10}})?", secrets.pop())
+        assert {e["name"] for e in container["env"]} == \
+            {"DATABASE_URL_FILE", "BROKER_URL_FILE", "JWT_SECRET_FILE"}
     worker_hpa = find(objects, "HorizontalPodAutoscaler", f"{name}-worker")
     external = [m for m in worker_hpa["spec"]["metrics"] if m["type"] == "External"][0]
     assert external["external"]["metric"]["selector"]["matchLabels"] == {"queue": f"{name}.events"}
@@ -109,6 +114,10 @@ def test_dev_has_everything_in_the_cluster(kustomize_outputs: dict[str, Objects]
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] in secrets, ref
+        for volume in template["spec"].get("volumes", []):
+            for source in (volume.get("projected") or {}).get("sources", []):
+                if "secret" in source:
+                    assert source["secret"]["name"] in secrets, source
 
 
 def test_prod_takes_secrets_from_the_platform(kustomize_outputs: dict[str, Objects]) -> None:

@@ -1,7 +1,9 @@
 """Policies every Kubernetes target keeps (each Helm scenario and each kustomize build):
-locked-down pods with probes, resources and a graceful stop; an autoscaler for every api and
-worker; a disruption budget for every api; NetworkPolicies that isolate every pod and leave
-open only the paths Fleet needs."""
+locked-down pods running as users of 10000 and more, with probes, resources and a graceful stop;
+an autoscaler for every api and worker; a disruption budget for every api and worker; hard
+topology spreading in production; NetworkPolicies that isolate every pod and leave open the
+paths Fleet needs — evaluated, both the paths that must be open and those that must not
+(test_reachability.py does the same for whole layouts)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .cluster import Network, World, pod_endpoint, reaches_dns
 from .support import (
     API_PORT,
     GATEWAY_PORT,
@@ -77,6 +80,48 @@ def test_every_pod_is_locked_down(target: tuple[str, Objects]) -> None:
             assert context.get("capabilities", {}).get("drop") == ["ALL"], where
             assert context.get("seccompProfile", {}).get("type", "RuntimeDefault") == \
                 "RuntimeDefault", where
+
+
+#: The users the pods run as: the services' 10001 (services/*/Dockerfile), the gateway's 10002,
+#: PgBouncer's 10003, the dev PostgreSQL's 10010 and RabbitMQ's 10020 — clear of the base
+#: images' accounts and the usual host's.
+MIN_UID = 10000
+
+
+def test_every_container_runs_as_a_high_uid(target: tuple[str, Objects]) -> None:
+    name, objects = target
+    for obj, template in workloads(objects):
+        pod = template["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+            for key in ("runAsUser", "runAsGroup"):
+                assert context.get(key, 0) >= MIN_UID, \
+                    f"{name} {kind_name(obj)}/{container['name']} {key}={context.get(key)}"
+        assert pod.get("securityContext", {}).get("fsGroup", 0) >= MIN_UID, \
+            f"{name} {kind_name(obj)}"
+
+
+#: Targets rendered from production values: their pods spread hard over zones and nodes.
+PRODUCTION_TARGETS = ["helm:inventory-prod", "helm:shipping-prod", "helm:support-prod",
+                      "helm:fleet-prod", "helm:inventory-pgbouncer", "kustomize:prod"]
+
+
+@pytest.mark.parametrize("target_name", PRODUCTION_TARGETS)
+def test_production_spreads_hard(deploy_targets: dict[str, Objects], target_name: str) -> None:
+    """A pod stays Pending rather than pile onto one zone or node (or has a hard
+    anti-affinity)."""
+    for deployment in by_kind(deploy_targets[target_name], "Deployment"):
+        template = deployment["spec"]["template"]
+        if role(template)[1] not in ("api", "worker"):
+            continue
+        pod = template["spec"]
+        spreads = {c["topologyKey"]: c["whenUnsatisfiable"]
+                   for c in pod.get("topologySpreadConstraints", [])}
+        hard = pod.get("affinity", {}).get("podAntiAffinity", {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution")
+        assert hard or (spreads.get("topology.kubernetes.io/zone") == "DoNotSchedule"
+                        and spreads.get("kubernetes.io/hostname") == "DoNotSchedule"), \
+            f"{target_name} {kind_name(deployment)}: {spreads}"
 
 
 def test_every_container_has_requests_and_limits(target: tuple[str, Objects]) -> None:
@@ -188,12 +233,12 @@ def test_every_api_and_worker_is_autoscaled(target: tuple[str, Objects]) -> None
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 120, "scale down slowly"
 
 
-def test_every_api_has_a_disruption_budget(target: tuple[str, Objects]) -> None:
+def test_every_api_and_worker_has_a_disruption_budget(target: tuple[str, Objects]) -> None:
     name, objects = target
     budgets = by_kind(objects, "PodDisruptionBudget")
     for deployment in by_kind(objects, "Deployment"):
         template = deployment["spec"]["template"]
-        if role(template)[1] in ("api", "gateway"):
+        if role(template)[1] in ("api", "worker", "gateway", "pgbouncer"):
             labels = template["metadata"]["labels"]
             assert any(labels_match(b["spec"]["selector"], labels) for b in budgets), \
                 f"{name}: no PodDisruptionBudget covers {kind_name(deployment)}"
@@ -221,16 +266,15 @@ def test_default_deny_is_present(deploy_targets: dict[str, Objects], target_name
 
 def test_every_pod_is_isolated_and_can_resolve_names(target: tuple[str, Objects]) -> None:
     name, objects = target
+    world = World(objects)
+    network = Network.of(world)
     for obj, template in workloads(objects):
         labels = template["metadata"].get("labels", {})
         selecting = policies_for(objects, labels)
         where = f"{name} {kind_name(obj)}"
         assert any("Ingress" in types_of(p) for p in selecting), f"{where}: ingress not isolated"
         assert any("Egress" in types_of(p) for p in selecting), f"{where}: egress not isolated"
-        dns = [rule for p in selecting if "Egress" in types_of(p)
-               for rule in p["spec"].get("egress", [])
-               if any(port.get("port") == 53 for port in rule.get("ports", []))]
-        assert dns, f"{where}: no DNS egress"
+        assert reaches_dns(network, pod_endpoint(world, obj, template)), f"{where}: no DNS"
 
 
 def _peer_is(peer: dict[str, Any], key: str, value: str) -> bool:
@@ -264,10 +308,40 @@ def test_apis_are_reached_only_through_the_gateway(target: tuple[str, Objects]) 
     assert checked or name.endswith("gateway-defaults") or name.endswith("gateway-prod-like")
 
 
+def test_the_gateway_and_the_tests_reach_the_apis(target: tuple[str, Objects]) -> None:
+    """The allowed paths, evaluated: the target's gateway reaches every api of the target, and
+    each `helm test` pod the api or gateway it tests."""
+    name, objects = target
+    world = World(objects)
+    network = Network.of(world)
+    pods = [(role(t), pod_endpoint(world, o, t)) for o, t in workloads(objects)]
+    apis = [p for r, p in pods if r[1] == "api"]
+    for (_, component), pod in pods:
+        if component == "gateway":
+            for api in apis:
+                assert network.allows(pod, api, API_PORT), f"{name}: {pod.name} -> {api.name}"
+    for (service, component), pod in pods:
+        if component != "test":
+            continue
+        tested = [p for r, p in pods if r in ((service, "api"), (service, "gateway"))]
+        assert any(network.allows(pod, p, port) for p in tested
+                   for port, _ in p.ports.values()), f"{name}: {pod.name} reaches nothing"
+
+
 def test_databases_admit_only_their_own_service(deploy_targets: dict[str, Objects]) -> None:
     objects = deploy_targets["kustomize:dev"]
+    world = World(objects)
+    network = Network.of(world)
+    pods = [(role(t), pod_endpoint(world, o, t)) for o, t in workloads(objects)]
     databases = [t for _, t in long_running(objects) if role(t)[1] == "database"]
     assert len(databases) == len(SERVICES)
+    for (service, component), database in pods:
+        if component != "database":
+            continue
+        for (client, process), pod in pods:
+            allowed = client == service and process in ("api", "worker", "migrate")
+            assert network.allows(pod, database, 5432) == allowed, \
+                f"{pod.name} -> {database.name}: {'refused' if allowed else 'admitted'}"
     for template in databases:
         service = role(template)[0]
         for policy in policies_for(objects, template["metadata"]["labels"]):
@@ -280,6 +354,15 @@ def test_databases_admit_only_their_own_service(deploy_targets: dict[str, Object
 
 def test_the_broker_admits_only_the_services(deploy_targets: dict[str, Objects]) -> None:
     objects = deploy_targets["kustomize:dev"]
+    world = World(objects)
+    network = Network.of(world)
+    pods = [(role(t), pod_endpoint(world, o, t)) for o, t in workloads(objects)]
+    for (_, component), endpoint in pods:
+        if component != "broker":
+            continue
+        for (client, process), pod in pods:
+            allowed = client in SERVICES and process in ("api", "worker", "migrate")
+            assert network.allows(pod, endpoint, 5672) == allowed, f"{pod.name} -> broker"
     broker = next(t for _, t in long_running(objects) if role(t)[1] == "broker")
     for policy in policies_for(objects, broker["metadata"]["labels"]):
         for rule in policy["spec"].get("ingress", []):

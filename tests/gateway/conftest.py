@@ -12,6 +12,9 @@
   Everything it starts is stopped, and its run directory removed, when the test ends.
 - ``gateway``: the usual gateway in front of ``upstream_stubs``: inventory has two servers,
   shipping one, support one live server and ``refused_address``.
+- ``dns``: a DNS server on a loopback port (gateway_dns.DnsServer) answering A records from a
+  dict the test changes; ``start_gateway(..., resolver=dns.address, resolver_valid="1s")``
+  makes NGINX look upstreams' names up there.
 - ``run_dir``: an empty run directory, removed afterwards.
 """
 
@@ -24,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from gateway_dns import DnsServer
 from gateway_harness import (
     NGINX,
     READ_TIMEOUT,
@@ -60,6 +64,14 @@ def refused_address() -> str:
 
 
 @pytest.fixture
+def dns() -> Iterator[DnsServer]:
+    """A DNS server on 127.0.0.1 with no records yet."""
+    server = DnsServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def nginx_bin() -> str:
     if NGINX is None:
         pytest.fail("nginx is not installed (make deps-system installs it)")
@@ -90,6 +102,8 @@ def start_gateway(
         burst: int = 1000,
         read_timeout: str = READ_TIMEOUT,
         trusted_proxies: str | Sequence[str] = (),
+        resolver: str = "",
+        resolver_valid: str | None = None,
     ) -> Gateway:
         if upstreams is None:
             upstreams = {name: [s.address for s in group] for name, group in upstream_stubs.items()}
@@ -98,8 +112,11 @@ def start_gateway(
             run = Path(tempfile.mkdtemp(prefix="fleet-gateway-"))
             run_dirs.append(run)
             port = free_port()
+            # Names are looked up as written: no search domain of this machine's resolv.conf.
             values = gw.local_values(run, f"127.0.0.1:{port}", upstreams, rate=rate, burst=burst,
-                                     read_timeout=read_timeout, trusted_proxies=trusted_proxies)
+                                     read_timeout=read_timeout, trusted_proxies=trusted_proxies,
+                                     resolver=resolver, resolver_valid=resolver_valid,
+                                     resolv_conf=run / "no-resolv.conf")
             conf = write_config(run, values)
             check = subprocess.run(nginx_command(run, conf, "-t", "-q"), capture_output=True,
                                    timeout=30, check=False)

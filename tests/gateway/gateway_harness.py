@@ -58,6 +58,72 @@ INVALID_PROXIES = [
 ]
 
 
+#: <SVC>_SERVERS values, accepted: (value, what the route's location passes to: the upstream
+#: block's name, the name looked up, or "" for not routed), and refused: (value, the detail
+#: after "<SETTING> is invalid: "). test_gateway_render.py checks them with the Python renderer,
+#: test_gateway_config.py with the image's entrypoint, word for word.
+VALID_SERVERS = [
+    ("server 127.0.0.1:8111 max_fails=1 fail_timeout=2s; server [::1]:8112 backup;", "inventory"),
+    ("server unix:/run/api.sock;", "inventory"),
+    ("server 10.0.0.1", "inventory"),  # the last ";" may be left out
+    ("  server   inventory-api:8000  ;  ", "inventory-api:8000"),
+    ("server inventory-api", "inventory-api"),
+    ("server api.fleet.svc.cluster.local.:8000;", "api.fleet.svc.cluster.local.:8000"),
+    ("", ""),
+    (" ; ;", ""),
+]
+INVALID_SERVERS = [
+    ("inventory-api:8000;",
+     "'inventory-api:8000' is not a server line (server ADDRESS [PARAMETER...])"),
+    ("server;", "'server' is not a server line (server ADDRESS [PARAMETER...])"),
+    ("upstream x { server 10.0.0.1:80; }",
+     "'upstream x { server 10.0.0.1:80' is not a server line (server ADDRESS [PARAMETER...])"),
+    ("server 10.0.0.1:80 weight={2};", "'weight={2}' is not a server parameter"),
+    ("server 10.0.0.1:99999;", "'10.0.0.1:99999' is not an IP address, unix socket or host name "
+     "with an optional port"),
+    ("server 10.0.0.1:08000;", "'10.0.0.1:08000' is not an IP address, unix socket or host name "
+     "with an optional port"),
+    ("server ::1:8000;", "'::1:8000' is not an IP address, unix socket or host name with an "
+     "optional port"),
+    ("server [::1:8000;", "'[::1:8000' is not an IP address, unix socket or host name with an "
+     "optional port"),
+    ("server [10.0.0.1]:80;", "'[10.0.0.1]:80' is not an IP address, unix socket or host name "
+     "with an optional port"),
+    ("server 256.1.1.1:80;", "'256.1.1.1:80' is not an IP address, unix socket or host name "
+     "with an optional port"),
+    ("server inventory_api:80;", "'inventory_api:80' is not an IP address, unix socket or host "
+     "name with an optional port"),
+    ("server -api:80;", "'-api:80' is not an IP address, unix socket or host name with an "
+     "optional port"),
+    ("server unix:;", "'unix:' is not an IP address, unix socket or host name with an optional "
+     "port"),
+    ("server a.example:80; server b.example:80;", "'a.example:80' is a host name, so it must be "
+     "the only server, without parameters (NGINX looks it up while serving)"),
+    ("server 10.0.0.1:80; server api:80;", "'api:80' is a host name, so it must be the only "
+     "server, without parameters (NGINX looks it up while serving)"),
+    ("server api:80 max_fails=1;", "'api:80' is a host name, so it must be the only server, "
+     "without parameters (NGINX looks it up while serving)"),
+]
+
+#: GATEWAY_RESOLVER values, accepted (with the resolver directive's addresses) and refused.
+VALID_RESOLVERS = [
+    ("10.96.0.10", "10.96.0.10"),
+    ("127.0.0.1:5353", "127.0.0.1:5353"),
+    ("fd00::10", "[fd00::10]"),
+    ("[fd00::10]:53, 10.0.0.1\t[::1]", "[fd00::10]:53 10.0.0.1 [::1]"),
+]
+INVALID_RESOLVERS = ["kube-dns.kube-system.svc", "10.0.0.1:0", "10.0.0.1:65536", "[10.0.0.1]",
+                     "fe80::1%eth0", "[::1]53", "10.0.0.1:", ":53", "10.0.0.256"]
+#: GATEWAY_RESOLVER_VALID values: NGINX's valid= takes whole seconds, minutes or hours.
+INVALID_RESOLVER_VALID = ["0s", "10ms", "s", "1.5s", "10 s", "-1s", "10sec"]
+
+#: A pod's /etc/resolv.conf (dnsPolicy ClusterFirst, namespace "fleet").
+KUBERNETES_RESOLV_CONF = """search fleet.svc.cluster.local svc.cluster.local cluster.local
+nameserver 10.96.0.10
+options ndots:5
+"""
+
+
 def real_ip_from(rendered: str) -> list[str]:
     """The addresses of the ``set_real_ip_from`` directives in a rendered file."""
     tokens = re.sub(r"#[^\n]*", "", rendered).replace(";", " ; ").split()
@@ -163,19 +229,25 @@ class Behaviour:
 
 
 class StubUpstream:
-    """An HTTP/1.1 server on 127.0.0.1 recording requests; answers JSON by default."""
+    """An HTTP/1.1 server recording requests; answers JSON by default.
 
-    def __init__(self, name: str) -> None:
+    It listens on ``host`` (127.0.0.1; any 127.x.y.z is this machine) and ``port`` (by default
+    one the system picks), so two stubs can share a port on two addresses, as a name that moves
+    from one address to another does.
+    """
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.name = name
         self.behaviour = Behaviour()
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
-        self._server = _StubServer(("127.0.0.1", 0), _StubHandler)
+        self._server = _StubServer((host, port), _StubHandler)
         self._server.stub = self
+        self.host = host
         self.port: int = self._server.server_address[1]
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"stub-{name}", daemon=True,
@@ -336,7 +408,47 @@ class StartGateway(Protocol):
         burst: int = ...,
         read_timeout: str = ...,
         trusted_proxies: str | Sequence[str] = ...,
+        resolver: str = ...,
+        resolver_valid: str | None = ...,
     ) -> Gateway: ...
+
+
+# --- the image's entrypoint -----------------------------------------------------------------
+
+ENTRYPOINT = gw.TEMPLATE_PATH.parent / "entrypoint.sh"
+#: Shells to run the entrypoint with: the image's (BusyBox ash on Alpine) and Debian's (dash).
+SHELLS = {"busybox-ash": ["busybox", "ash"], "dash": ["sh"]}
+
+
+def entrypoint_script(resolv_conf: Path | None = None) -> str:
+    """The entrypoint, reading the repository's template (and ``resolv_conf`` in place of
+    /etc/resolv.conf when given)."""
+    script = ENTRYPOINT.read_text().replace("/etc/nginx/fleet/nginx.conf.template",
+                                            str(gw.TEMPLATE_PATH))
+    if resolv_conf is not None:
+        script = script.replace("resolv_conf=/etc/resolv.conf", f"resolv_conf={resolv_conf}")
+    return script
+
+
+def entrypoint_argv(tmp: Path, *args: str, shell: Sequence[str] = ("sh",),
+                    resolv_conf: Path | None = None) -> list[str]:
+    """The command that runs the entrypoint (written to ``tmp``) with ``shell``."""
+    path = tmp / "fleet-gateway"
+    path.write_text(entrypoint_script(resolv_conf))
+    return [*shell, str(path), *args]
+
+
+def entrypoint_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` and a PATH that finds nginx and envsubst, nothing else from this process."""
+    return {"PATH": f"{Path(NGINX or 'nginx').parent}:/usr/local/bin:/usr/bin:/bin", **env}
+
+
+def run_entrypoint(tmp: Path, env: Mapping[str, str], *args: str,
+                   shell: Sequence[str] = ("sh",),
+                   resolv_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(entrypoint_argv(tmp, *args, shell=shell, resolv_conf=resolv_conf),
+                          env=entrypoint_env(env), capture_output=True, text=True, timeout=30,
+                          check=False)
 
 
 def nginx_command(run_dir: Path, conf: Path, *extra: str) -> list[str]:

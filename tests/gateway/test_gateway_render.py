@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import INVALID_PROXIES, VALID_PROXIES
+from gateway_harness import (
+    INVALID_PROXIES,
+    INVALID_RESOLVER_VALID,
+    INVALID_RESOLVERS,
+    INVALID_SERVERS,
+    KUBERNETES_RESOLV_CONF,
+    VALID_PROXIES,
+    VALID_RESOLVERS,
+    VALID_SERVERS,
+)
 
 from fleet_shared import gateway as gw
 
@@ -21,9 +30,6 @@ UPSTREAMS = {
 
 DECLARED = {
     "GATEWAY_LISTEN",
-    "INVENTORY_SERVERS",
-    "SHIPPING_SERVERS",
-    "SUPPORT_SERVERS",
     "GATEWAY_RATE",
     "GATEWAY_BURST",
     "GATEWAY_READ_TIMEOUT",
@@ -32,7 +38,19 @@ DECLARED = {
     "GATEWAY_ERROR_LOG",
     "GATEWAY_WORKER_PROCESSES",
     "GATEWAY_REAL_IP_FROM",
+    "GATEWAY_RESOLVER_DIRECTIVE",
+    "GATEWAY_UPSTREAMS",
+    "INVENTORY_UPSTREAM",
+    "SHIPPING_UPSTREAM",
+    "SUPPORT_UPSTREAM",
 }
+SERVERS = {"INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS"}
+
+
+def settings_for(run_dir: Path, **changes: str) -> dict[str, str]:
+    """Container settings for the local upstreams (every one an address)."""
+    values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS)
+    return {**{name: values[name] for name in gw.SETTINGS}, **changes}
 
 
 def test_template_path_is_the_repository_template() -> None:
@@ -69,8 +87,8 @@ def test_render_names_a_missing_variable() -> None:
 
 def test_render_of_the_template_names_the_first_missing_variable(tmp_path: Path) -> None:
     values = gw.local_values(Path("/tmp"), "127.0.0.1:8080", UPSTREAMS)
-    del values["SHIPPING_SERVERS"]
-    with pytest.raises(ValueError, match="SHIPPING_SERVERS"):
+    del values["SHIPPING_UPSTREAM"]
+    with pytest.raises(ValueError, match="SHIPPING_UPSTREAM"):
         gw.render(gw.read_template(), values)
 
 
@@ -82,22 +100,138 @@ def test_render_accepts_the_environment_mapping() -> None:
         del os.environ["FLEET_GATEWAY_TEST_X"]
 
 
-def test_settings_are_the_template_variables_with_the_trusted_proxies_in_place_of_lines() -> None:
-    assert gw.SETTINGS == (DECLARED - {"GATEWAY_REAL_IP_FROM"}) | {"GATEWAY_TRUSTED_PROXIES"}
-    assert gw.REQUIRED_SETTINGS == gw.SETTINGS - {"GATEWAY_TRUSTED_PROXIES"}
+def test_settings_and_template_variables() -> None:
+    required = DECLARED - gw.DERIVED_VARIABLES
+    assert gw.REQUIRED_SETTINGS == required
+    assert set(gw.SERVER_SETTINGS.values()) == SERVERS
+    # What every deployment sets; the resolver settings are worked out at start when unset.
+    assert gw.SETTINGS == required | SERVERS | {"GATEWAY_TRUSTED_PROXIES"}
+    assert gw.OPTIONAL_SETTINGS == {"GATEWAY_RESOLVER", "GATEWAY_RESOLVER_VALID"}
+    assert gw.TEMPLATE_VARIABLES == required | gw.DERIVED_VARIABLES
 
 
-def test_template_values_build_the_real_ip_lines_from_the_setting() -> None:
-    settings = {"GATEWAY_RATE": "5r/s", "GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16, fd00::/8"}
-    assert gw.template_values(settings) == {
-        **settings,
-        "GATEWAY_REAL_IP_FROM": "set_real_ip_from 10.244.0.0/16; set_real_ip_from fd00::/8;",
-    }
+def test_template_values_build_the_real_ip_lines_from_the_setting(run_dir: Path) -> None:
+    settings = settings_for(run_dir, GATEWAY_RATE="5r/s",
+                            GATEWAY_TRUSTED_PROXIES="10.244.0.0/16, fd00::/8")
+    values = gw.template_values(settings)
+    assert {name: values[name] for name in settings} == settings
+    assert values["GATEWAY_REAL_IP_FROM"] == (
+        "set_real_ip_from 10.244.0.0/16; set_real_ip_from fd00::/8;")
     # Unset and empty both trust nobody.
-    assert gw.template_values({})["GATEWAY_REAL_IP_FROM"] == ""
-    assert gw.template_values({"GATEWAY_TRUSTED_PROXIES": " , "})["GATEWAY_REAL_IP_FROM"] == ""
+    del settings["GATEWAY_TRUSTED_PROXIES"]
+    assert gw.template_values(settings)["GATEWAY_REAL_IP_FROM"] == ""
+    settings["GATEWAY_TRUSTED_PROXIES"] = " , "
+    assert gw.template_values(settings)["GATEWAY_REAL_IP_FROM"] == ""
+    settings["GATEWAY_TRUSTED_PROXIES"] = "10.0.0.0/8,10.0.0.0/33"
     with pytest.raises(ValueError, match="GATEWAY_TRUSTED_PROXIES is invalid: '10.0.0.0/33'"):
-        gw.template_values({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8,10.0.0.0/33"})
+        gw.template_values(settings)
+
+
+def test_template_values_need_every_server_setting(run_dir: Path) -> None:
+    settings = settings_for(run_dir)
+    del settings["SHIPPING_SERVERS"]
+    with pytest.raises(ValueError, match="^required setting SHIPPING_SERVERS is not set$"):
+        gw.template_values(settings)
+
+
+def test_addresses_get_an_upstream_block_with_keepalive(run_dir: Path) -> None:
+    values = gw.template_values(settings_for(run_dir))
+    assert values["INVENTORY_UPSTREAM"] == "inventory"
+    blocks = values["GATEWAY_UPSTREAMS"].split("\n\n    ")
+    assert [block.split()[1] for block in blocks] == ["inventory", "shipping", "support"]
+    assert blocks[0] == (
+        "upstream inventory {\n"
+        "        zone upstream_inventory 64k;\n"
+        "        server 127.0.0.1:8111 max_fails=1 fail_timeout=2s;\n"
+        "        server 127.0.0.1:8112 max_fails=1 fail_timeout=2s;\n"
+        "        keepalive 16;\n"
+        "        keepalive_timeout 1s;\n"
+        "    }")
+    # Addresses need no resolver.
+    assert values["GATEWAY_RESOLVER_DIRECTIVE"] == ""
+
+
+@pytest.mark.parametrize(("value", "target"), VALID_SERVERS)
+def test_server_settings_give_the_route_target(run_dir: Path, value: str, target: str) -> None:
+    resolv_conf = run_dir / "resolv.conf"
+    resolv_conf.write_text("nameserver 10.96.0.10\n")
+    values = gw.template_values(settings_for(run_dir, INVENTORY_SERVERS=value),
+                                resolv_conf=resolv_conf)
+    assert values["INVENTORY_UPSTREAM"] == target
+    assert ("upstream inventory {" in values["GATEWAY_UPSTREAMS"]) == (target == "inventory")
+    named = target not in ("", "inventory")
+    assert bool(values["GATEWAY_RESOLVER_DIRECTIVE"]) == named
+
+
+@pytest.mark.parametrize(("value", "detail"), INVALID_SERVERS)
+def test_server_settings_are_checked(run_dir: Path, value: str, detail: str) -> None:
+    with pytest.raises(ValueError) as error:
+        gw.template_values(settings_for(run_dir, SUPPORT_SERVERS=value))
+    assert str(error.value) == f"SUPPORT_SERVERS is invalid: {detail}"
+
+
+def test_a_service_with_no_servers_is_not_routed_but_one_must_be(run_dir: Path) -> None:
+    values = gw.template_values(settings_for(run_dir, SUPPORT_SERVERS=""))
+    assert values["SUPPORT_UPSTREAM"] == ""
+    assert "upstream support" not in values["GATEWAY_UPSTREAMS"]
+    with pytest.raises(ValueError, match="^no service is routed: INVENTORY_SERVERS, "
+                                         "SHIPPING_SERVERS and SUPPORT_SERVERS are all empty$"):
+        gw.template_values(settings_for(run_dir, INVENTORY_SERVERS="", SHIPPING_SERVERS="",
+                                        SUPPORT_SERVERS=""))
+
+
+def test_names_are_looked_up_through_the_pods_nameserver(run_dir: Path) -> None:
+    resolv_conf = run_dir / "resolv.conf"
+    resolv_conf.write_text(KUBERNETES_RESOLV_CONF)
+    settings = settings_for(run_dir, INVENTORY_SERVERS="server inventory-api:8000;",
+                            SHIPPING_SERVERS="server shipping-api.other.svc.cluster.local:8000;")
+    values = gw.template_values(settings, resolv_conf=resolv_conf)
+    assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 10.96.0.10 valid=10s;"
+    # A bare Service name gets the pod's namespace domain; a name with a dot is complete.
+    assert values["INVENTORY_UPSTREAM"] == "inventory-api.fleet.svc.cluster.local:8000"
+    assert values["SHIPPING_UPSTREAM"] == "shipping-api.other.svc.cluster.local:8000"
+    assert values["SUPPORT_UPSTREAM"] == "support"
+    # The settings win over resolv.conf.
+    settings.update(GATEWAY_RESOLVER="127.0.0.1:5353", GATEWAY_RESOLVER_VALID="2s")
+    values = gw.template_values(settings, resolv_conf=resolv_conf)
+    assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 127.0.0.1:5353 valid=2s;"
+    # Without a nameserver anywhere the gateway could look nothing up.
+    del settings["GATEWAY_RESOLVER"]
+    with pytest.raises(ValueError, match="GATEWAY_RESOLVER is not set and .* names no "
+                                         "nameserver"):
+        gw.template_values(settings, resolv_conf=run_dir / "missing")
+
+
+def test_read_resolv_conf(run_dir: Path) -> None:
+    path = run_dir / "resolv.conf"
+    path.write_text(KUBERNETES_RESOLV_CONF)
+    system = gw.read_resolv_conf(path)
+    assert system == gw.SystemResolver(("10.96.0.10",), "fleet.svc.cluster.local", 5)
+    assert system.qualify("api") == "api.fleet.svc.cluster.local"
+    assert system.qualify("api.other") == "api.other"
+    assert gw.SystemResolver(("10.0.0.1",), "x.example", 0).qualify("api") == "api"
+    assert gw.read_resolv_conf(run_dir / "missing") == gw.SystemResolver()
+    path.write_text("nameserver fd00::10\nnameserver fe80::1%eth0\nnameserver bogus")
+    assert gw.read_resolv_conf(path).nameservers == ("[fd00::10]",)
+
+
+@pytest.mark.parametrize(("value", "servers"), VALID_RESOLVERS)
+def test_parse_resolver(value: str, servers: str) -> None:
+    assert " ".join(gw.parse_resolver(value)) == servers
+
+
+@pytest.mark.parametrize("entry", INVALID_RESOLVERS)
+def test_parse_resolver_names_the_entry(entry: str) -> None:
+    with pytest.raises(ValueError) as error:
+        gw.parse_resolver(f"10.0.0.1, {entry}")
+    assert str(error.value) == (f"GATEWAY_RESOLVER is invalid: '{entry}' is not an IP address "
+                                "with an optional port")
+
+
+@pytest.mark.parametrize("valid", INVALID_RESOLVER_VALID)
+def test_resolver_valid_is_whole_seconds_minutes_or_hours(run_dir: Path, valid: str) -> None:
+    with pytest.raises(ValueError, match=f"^GATEWAY_RESOLVER_VALID is invalid: '{valid}'"):
+        gw.template_values(settings_for(run_dir, GATEWAY_RESOLVER_VALID=valid))
 
 
 @pytest.mark.parametrize("entry", VALID_PROXIES)
@@ -134,7 +268,7 @@ def test_rendered_template_keeps_nginx_variables(run_dir: Path) -> None:
 def test_local_values_builds_every_variable(run_dir: Path) -> None:
     values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS, rate="5r/s", burst=7,
                              read_timeout="2s", worker_processes=2)
-    assert set(values) == DECLARED
+    assert set(values) == DECLARED | SERVERS | {"GATEWAY_TRUSTED_PROXIES"}
     assert values["GATEWAY_LISTEN"] == "127.0.0.1:8080"
     assert values["GATEWAY_RATE"] == "5r/s"
     assert values["GATEWAY_BURST"] == "7"
@@ -148,7 +282,21 @@ def test_local_values_builds_every_variable(run_dir: Path) -> None:
         "server 127.0.0.1:8112 max_fails=1 fail_timeout=2s;"
     )
     assert values["SUPPORT_SERVERS"] == "server 127.0.0.1:8131 max_fails=1 fail_timeout=2s;"
+    assert values["SUPPORT_UPSTREAM"] == "support"
     assert values["GATEWAY_REAL_IP_FROM"] == ""  # nobody is trusted unless named
+    assert values["GATEWAY_RESOLVER_DIRECTIVE"] == ""  # addresses need no resolver
+
+
+def test_local_values_with_a_name_and_a_service_left_out(run_dir: Path) -> None:
+    values = gw.local_values(run_dir, "8080", {**UPSTREAMS, "shipping": ["shipping.test:8121"],
+                                               "support": []},
+                             resolver="127.0.0.1:5353", resolver_valid="1s",
+                             resolv_conf=run_dir / "missing")
+    # A name has no parameters: they belong to an upstream block.
+    assert values["SHIPPING_SERVERS"] == "server shipping.test:8121;"
+    assert values["SHIPPING_UPSTREAM"] == "shipping.test:8121"
+    assert values["SUPPORT_SERVERS"] == values["SUPPORT_UPSTREAM"] == ""
+    assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 127.0.0.1:5353 valid=1s;"
 
 
 def test_local_values_renders_the_trusted_proxies(run_dir: Path) -> None:
@@ -185,8 +333,11 @@ def test_local_values_as_root_refuses_an_unreachable_run_dir(run_dir: Path) -> N
     [
         ({"upstreams": {"inventory": ["a:1"], "shipping": ["b:1"]}}, "support"),
         ({"upstreams": {**UPSTREAMS, "billing": ["c:1"]}}, "billing"),
-        ({"upstreams": {**UPSTREAMS, "shipping": []}}, "shipping"),
+        ({"upstreams": {"inventory": [], "shipping": [], "support": []}}, "no service is routed"),
         ({"upstreams": {**UPSTREAMS, "support": ["1.2.3.4:5; evil"]}}, "support"),
+        ({"upstreams": {**UPSTREAMS, "support": ["a.test:1", "b.test:1"]}}, "only server"),
+        ({"resolver": "ns.example"}, "GATEWAY_RESOLVER"),
+        ({"resolver_valid": "100ms"}, "GATEWAY_RESOLVER_VALID"),
         ({"rate": "100"}, "rate"),
         ({"burst": 0}, "burst"),
         ({"read_timeout": "soon"}, "read_timeout"),

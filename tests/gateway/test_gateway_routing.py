@@ -31,9 +31,11 @@ def test_methods_and_bodies_are_forwarded(gateway: Gateway) -> None:
     assert recorded.headers["Content-Type"] == "application/json"
 
 
-def test_encoded_path_characters_stay_encoded(gateway: Gateway) -> None:
-    response = gateway.get("/shipping/v1/tickets/a%20b")
-    assert response.json()["path"] == "/v1/tickets/a%20b"
+@pytest.mark.parametrize("segment", ["a%20b", "a%3Fb", "a%25b", "a%0Ab", "a%23b"])
+def test_encoded_path_characters_stay_encoded(gateway: Gateway, segment: str) -> None:
+    # The prefix is cut from the decoded path (a newline included), which is escaped again.
+    response = gateway.get(f"/shipping/v1/tickets/{segment}?q=a%2Fb")
+    assert response.json()["path"] == f"/v1/tickets/{segment}?q=a%2Fb"
 
 
 def test_upstream_connections_are_kept_alive(gateway: Gateway) -> None:

@@ -90,6 +90,20 @@ labels:
 {{- end }}
 {{- end }}
 
+{{/*
+An image reference: repository@digest when a digest is given (it pins the exact image, so it wins
+over the tag), else repository:tag with the tag defaulting to the chart's appVersion.
+*/}}
 {{- define "fleet-common.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- include "fleet-common.imageRef" (dict "image" .Values.image "default" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* (dict "image" <repository, tag, digest> "default" <tag when none is given>) */}}
+{{- define "fleet-common.imageRef" -}}
+{{- $image := .image }}
+{{- with $image.digest }}
+{{- printf "%s@%s" $image.repository . }}
+{{- else }}
+{{- printf "%s:%s" $image.repository ($image.tag | default .default | toString) }}
+{{- end }}
 {{- end }}

@@ -4,8 +4,11 @@ networkPolicy.defaultDeny, or deploy/k8s) they leave only these paths open:
   api      <- the gateway and this release's helm test pod, on the api port; <- Prometheus
   worker   <- Prometheus, on the health/metrics port
   api, worker, migrate (and ops pods) -> DNS, the service's database, the broker
+  with pgbouncer.enabled: api, worker -> PgBouncer -> the database (migrate and ops pods go
+  straight to the database: the migration lock lives in the session)
 Each policy also stands on its own: it selects its pods for both directions, so the pods are
-isolated even where no default deny exists.
+isolated even where no default deny exists. The migrate Job's policy is also a hook, created
+before the Job (docs/kubernetes.md, "Hooks").
 */}}
 
 {{- define "fleet-common.networkPolicy.dnsEgress" -}}
@@ -16,8 +19,8 @@ isolated even where no default deny exists.
       protocol: TCP
 {{- end }}
 
-{{/* Egress to the database and the broker: to the peers given, or anywhere on their ports. */}}
-{{- define "fleet-common.networkPolicy.backendEgress" -}}
+{{/* Egress to the database port, to the peers given or anywhere on that port. */}}
+{{- define "fleet-common.networkPolicy.databaseEgress" -}}
 {{- $np := .Values.networkPolicy }}
 - ports:
     - port: {{ $np.database.port }}
@@ -26,6 +29,27 @@ isolated even where no default deny exists.
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+Egress to the database and the broker: to the peers given, or anywhere on their ports. The
+api and the worker reach the database through PgBouncer when it is enabled, and then only
+PgBouncer's pods: (dict "root" $ "pooled" <bool>)
+*/}}
+{{- define "fleet-common.networkPolicy.backendEgress" -}}
+{{- $root := .root }}
+{{- $np := $root.Values.networkPolicy }}
+{{- if and .pooled $root.Values.pgbouncer.enabled }}
+- ports:
+    - port: {{ $root.Values.pgbouncer.port }}
+      protocol: TCP
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "fleet-common.componentSelectorLabels" (list $root "pgbouncer") | nindent 10 }}
+{{- else }}
+{{- include "fleet-common.networkPolicy.databaseEgress" $root }}
+{{- end }}
 - ports:
     {{- range $np.broker.ports }}
     - port: {{ . }}
@@ -35,6 +59,27 @@ isolated even where no default deny exists.
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+The migrate Job's own policy, as a hook created before the Job (the ordinary "<fullname>-migrate"
+policy only exists once the release's objects are made, after the pre-install hooks).
+*/}}
+{{- define "fleet-common.networkPolicy.migrateHook" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  {{- include "fleet-common.componentMetadata" (list . "migrate-hook") | nindent 2 }}
+  annotations:
+    {{- include "fleet-common.migrate.hookAnnotations" (include "fleet-common.migrate.prerequisiteWeight" .) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "fleet-common.componentSelectorLabels" (list . "migrate") | nindent 6 }}
+  policyTypes: [Ingress, Egress]
+  egress:
+    {{- include "fleet-common.networkPolicy.dnsEgress" . | nindent 4 }}
+    {{- include "fleet-common.networkPolicy.backendEgress" (dict "root" . "pooled" false) | trim | nindent 4 }}
 {{- end }}
 
 {{- define "fleet-common.networkPolicy.metricsPeer" -}}
@@ -75,7 +120,7 @@ spec:
           protocol: TCP
   egress:
     {{- include "fleet-common.networkPolicy.dnsEgress" . | nindent 4 }}
-    {{- include "fleet-common.networkPolicy.backendEgress" . | trim | nindent 4 }}
+    {{- include "fleet-common.networkPolicy.backendEgress" (dict "root" . "pooled" true) | trim | nindent 4 }}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -94,10 +139,10 @@ spec:
           protocol: TCP
   egress:
     {{- include "fleet-common.networkPolicy.dnsEgress" . | nindent 4 }}
-    {{- include "fleet-common.networkPolicy.backendEgress" . | trim | nindent 4 }}
+    {{- include "fleet-common.networkPolicy.backendEgress" (dict "root" . "pooled" true) | trim | nindent 4 }}
 ---
-# The migrate job, and one-off `ops` pods an operator runs with the service's image
-# (fleetctl; docs/operations.md): database and broker only.
+# One-off `ops` pods an operator runs with the service's image (fleetctl; docs/operations.md),
+# and the migrate Job while the release's objects exist (upgrades): database and broker only.
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -113,7 +158,7 @@ spec:
   policyTypes: [Ingress, Egress]
   egress:
     {{- include "fleet-common.networkPolicy.dnsEgress" . | nindent 4 }}
-    {{- include "fleet-common.networkPolicy.backendEgress" . | trim | nindent 4 }}
+    {{- include "fleet-common.networkPolicy.backendEgress" (dict "root" . "pooled" false) | trim | nindent 4 }}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy

@@ -33,18 +33,48 @@ seccompProfile:
   mountPath: /tmp
 {{- end }}
 
-{{/* Spread a component's pods over zones and nodes, as far as the cluster allows: (list $ "api") */}}
+{{/*
+Spread a component's pods over zones and nodes: (list $ "api"). The constraints come from
+.Values.topologySpread (topologyKey, maxSkew, whenUnsatisfiable, minDomains), each applied to the
+component's own pods; a chart without that value spreads as far as the cluster allows
+(ScheduleAnyway). DoNotSchedule (values-prod.yaml) leaves a pod Pending rather than pile the
+component onto one zone or node, so losing one never takes most of it down.
+*/}}
 {{- define "fleet-common.topologySpread" -}}
+{{- $root := index . 0 }}
 {{- $selector := include "fleet-common.componentSelectorLabels" . }}
-{{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
-- maxSkew: 1
-  topologyKey: {{ . }}
-  whenUnsatisfiable: ScheduleAnyway
+{{- $constraints := $root.Values.topologySpread | default (list
+      (dict "topologyKey" "topology.kubernetes.io/zone" "maxSkew" 1 "whenUnsatisfiable" "ScheduleAnyway")
+      (dict "topologyKey" "kubernetes.io/hostname" "maxSkew" 1 "whenUnsatisfiable" "ScheduleAnyway")) }}
+{{- range $constraints }}
+- maxSkew: {{ .maxSkew }}
+  topologyKey: {{ .topologyKey }}
+  whenUnsatisfiable: {{ .whenUnsatisfiable }}
+  {{- with .minDomains }}
+  minDomains: {{ . }}
+  {{- end }}
   labelSelector:
     matchLabels:
       {{- $selector | nindent 6 }}
   matchLabelKeys: ["pod-template-hash"]
 {{- end }}
+{{- end }}
+
+{{/*
+Containers an operator adds (initContainers, sidecars), as given; one without a securityContext
+gets the locked-down one every Fleet container has. (dict "root" $ "containers" <list>)
+*/}}
+{{- define "fleet-common.userContainers" -}}
+{{- $root := .root }}
+{{- $containers := list }}
+{{- range .containers }}
+{{- $container := deepCopy . }}
+{{- if not (hasKey $container "securityContext") }}
+{{- $_ := set $container "securityContext" (include "fleet-common.containerSecurityContext" $root | fromYaml) }}
+{{- end }}
+{{- $containers = append $containers $container }}
+{{- end }}
+{{- toYaml $containers }}
 {{- end }}
 
 {{/*

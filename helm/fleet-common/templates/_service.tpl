@@ -4,10 +4,70 @@ service chart (helm/inventory/templates/*.yaml). The same image runs every proce
 `<service> api` on api.port, `<service> worker` with its probes on worker.port, `<service> migrate`.
 */}}
 
+{{/*
+Where a service process reads its settings: the ConfigMap (or, in the migrate hook, which runs
+before the ConfigMap exists, the same data inline), the secret settings (files or variables),
+then the operator's extraEnvFrom and extraEnv, which come last so they can override.
+(dict "root" $ "component" "api" "secret" "<Secret name>" "inline" <bool>)
+*/}}
+{{- define "fleet-common.processEnv" -}}
+{{- $root := .root }}
+{{- if or (not .inline) $root.Values.extraEnvFrom }}
+envFrom:
+  {{- if not .inline }}
+  - configMapRef:
+      name: {{ include "fleet-common.fullname" $root }}
+  {{- end }}
+  {{- with $root.Values.extraEnvFrom }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+env:
+  {{- if .inline }}
+  {{- include "fleet-common.configEnv" $root | trim | nindent 2 }}
+  {{- end }}
+  {{- include "fleet-common.secretEnv" (list $root .secret .component) | trim | nindent 2 }}
+  {{- with $root.Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* The mounts of a service process: /tmp, the secret settings, the operator's extraVolumeMounts. */}}
+{{- define "fleet-common.processVolumeMounts" -}}
+{{- include "fleet-common.tmpVolumeMount" . }}
+{{- with include "fleet-common.secretVolumeMount" . | trim }}
+{{ . }}
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The volumes of a service pod: (list $ "<Secret name>" "<component>") */}}
+{{- define "fleet-common.processVolumes" -}}
+{{- $root := index . 0 }}
+{{- include "fleet-common.tmpVolume" $root }}
+{{- with include "fleet-common.secretVolume" . | trim }}
+{{ . }}
+{{- end }}
+{{- with $root.Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's init containers, before any service container starts: (dict "root" $) */}}
+{{- define "fleet-common.initContainers" -}}
+{{- with .root.Values.initContainers }}
+initContainers:
+  {{- include "fleet-common.userContainers" (dict "root" $.root "containers" .) | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* The pod of a long-running process: (dict "root" $ "component" "api" "port" "http") */}}
 {{- define "fleet-common.processPod" -}}
 {{- $root := .root }}
 {{- $values := index $root.Values .component }}
+{{- $secret := include "fleet-common.secretName" $root }}
 metadata:
   annotations:
     {{- include "fleet-common.checksums" $root | trim | nindent 4 }}
@@ -30,6 +90,9 @@ spec:
   {{- with include "fleet-common.scheduling" $root | trim }}
   {{- . | nindent 2 }}
   {{- end }}
+  {{- with include "fleet-common.initContainers" (dict "root" $root) | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
   containers:
     - name: {{ .component }}
       image: {{ include "fleet-common.image" $root | quote }}
@@ -39,11 +102,7 @@ spec:
         - name: {{ .port }}
           containerPort: {{ $values.port }}
           protocol: TCP
-      envFrom:
-        - configMapRef:
-            name: {{ include "fleet-common.fullname" $root }}
-      env:
-        {{- include "fleet-common.secretEnv" (list $root (include "fleet-common.secretName" $root)) | trim | nindent 8 }}
+      {{- include "fleet-common.processEnv" (dict "root" $root "component" .component "secret" $secret "inline" false) | trim | nindent 6 }}
       {{- include "fleet-common.probes" (dict "port" .port "live" "/livez" "ready" "/readyz") | nindent 6 }}
       lifecycle:
         {{- include "fleet-common.pythonPreStop" $root | nindent 8 }}
@@ -52,9 +111,12 @@ spec:
       securityContext:
         {{- include "fleet-common.containerSecurityContext" $root | nindent 8 }}
       volumeMounts:
-        {{- include "fleet-common.tmpVolumeMount" $root | nindent 8 }}
+        {{- include "fleet-common.processVolumeMounts" $root | nindent 8 }}
+    {{- with $root.Values.sidecars }}
+    {{- include "fleet-common.userContainers" (dict "root" $root "containers" .) | nindent 4 }}
+    {{- end }}
   volumes:
-    {{- include "fleet-common.tmpVolume" $root | nindent 4 }}
+    {{- include "fleet-common.processVolumes" (list $root $secret .component) | nindent 4 }}
 {{- end }}
 
 {{/* A long-running process's Deployment: (dict "root" $ "component" "api" "port" "http") */}}
@@ -170,15 +232,32 @@ fleet_queue_messages_ready gauge every worker exposes, divided by the number of 
 {{- end }}
 
 {{/*
-Migrations run as a pre-install/pre-upgrade hook, before any pod of the new version starts. Hooks
-run before the release's own objects exist, so the job carries its config inline and, when the
-chart makes the Secret, reads a hook-time copy of it; hook objects are deleted once they succeed.
+A worker's budget too: a node drain then takes the workers one at a time, so the queue keeps
+being consumed and an event handler is never cut off in every replica at once.
+*/}}
+{{- define "fleet-common.worker.pdb" -}}
+{{- include "fleet-common.pdb" (dict "root" . "component" "worker" "pdb" .Values.worker.podDisruptionBudget) }}
+{{- end }}
+
+{{/*
+Migrations run as a pre-install/pre-upgrade hook Job, before any pod of the new version starts.
+Hooks run before the release's ordinary objects exist (on a first install none of them does), so
+everything the Job needs is a hook too, with a lower weight: its ServiceAccount, a copy of the
+Secret when the chart makes it, and its NetworkPolicy (under a namespace default deny the Job
+could otherwise reach neither DNS nor its database). Its config is inline. Helm creates hooks in
+weight order and waits for the Job; the hook objects are deleted once every hook has succeeded
+(a failed run keeps them, with the Job's pod and logs, until the next attempt).
+docs/kubernetes.md, "Hooks".
 */}}
 {{- define "fleet-common.migrate.hookAnnotations" -}}
 helm.sh/hook: pre-install,pre-upgrade
 helm.sh/hook-weight: {{ . | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
+
+{{/* The weight of what the Job needs, and the Job's: everything it needs exists first. */}}
+{{- define "fleet-common.migrate.prerequisiteWeight" -}}-10{{- end }}
+{{- define "fleet-common.migrate.jobWeight" -}}0{{- end }}
 
 {{- define "fleet-common.migrate.secretName" -}}
 {{- if include "fleet-common.createSecret" . }}
@@ -198,13 +277,15 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 
 {{- define "fleet-common.migrate.job" -}}
 {{- if .Values.migrations.enabled }}
+{{- $weight := include "fleet-common.migrate.prerequisiteWeight" . }}
+{{- $secret := include "fleet-common.migrate.secretName" . }}
 {{- if .Values.serviceAccount.create }}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
   {{- include "fleet-common.componentMetadata" (list . "migrate") | nindent 2 }}
   annotations:
-    {{- include "fleet-common.migrate.hookAnnotations" -10 | nindent 4 }}
+    {{- include "fleet-common.migrate.hookAnnotations" $weight | nindent 4 }}
     {{- with .Values.serviceAccount.annotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -217,10 +298,14 @@ kind: Secret
 metadata:
   {{- include "fleet-common.componentMetadata" (list . "migrate") | nindent 2 }}
   annotations:
-    {{- include "fleet-common.migrate.hookAnnotations" -10 | nindent 4 }}
+    {{- include "fleet-common.migrate.hookAnnotations" $weight | nindent 4 }}
 type: Opaque
 data:
   {{- include "fleet-common.secretData" . | trim | nindent 2 }}
+---
+{{- end }}
+{{- if .Values.networkPolicy.enabled }}
+{{ include "fleet-common.networkPolicy.migrateHook" . }}
 ---
 {{- end }}
 apiVersion: batch/v1
@@ -228,7 +313,7 @@ kind: Job
 metadata:
   {{- include "fleet-common.componentMetadata" (list . "migrate") | nindent 2 }}
   annotations:
-    {{- include "fleet-common.migrate.hookAnnotations" 0 | nindent 4 }}
+    {{- include "fleet-common.migrate.hookAnnotations" (include "fleet-common.migrate.jobWeight" .) | nindent 4 }}
 spec:
   backoffLimit: {{ .Values.migrations.backoffLimit }}
   activeDeadlineSeconds: {{ .Values.migrations.activeDeadlineSeconds }}
@@ -248,22 +333,23 @@ spec:
       {{- with include "fleet-common.scheduling" . | trim }}
       {{- . | nindent 6 }}
       {{- end }}
+      {{- with include "fleet-common.initContainers" (dict "root" .) | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       containers:
         - name: migrate
           image: {{ include "fleet-common.image" . | quote }}
           imagePullPolicy: {{ .Values.image.pullPolicy }}
           args: ["migrate"]
-          env:
-            {{- include "fleet-common.configEnv" . | trim | nindent 12 }}
-            {{- include "fleet-common.secretEnv" (list . (include "fleet-common.migrate.secretName" .)) | trim | nindent 12 }}
+          {{- include "fleet-common.processEnv" (dict "root" . "component" "migrate" "secret" $secret "inline" true) | trim | nindent 10 }}
           resources:
             {{- toYaml .Values.migrations.resources | nindent 12 }}
           securityContext:
             {{- include "fleet-common.containerSecurityContext" . | nindent 12 }}
           volumeMounts:
-            {{- include "fleet-common.tmpVolumeMount" . | nindent 12 }}
+            {{- include "fleet-common.processVolumeMounts" . | nindent 12 }}
       volumes:
-        {{- include "fleet-common.tmpVolume" . | nindent 8 }}
+        {{- include "fleet-common.processVolumes" (list . $secret "migrate") | nindent 8 }}
 {{- end }}
 {{- end }}
 

@@ -1,16 +1,33 @@
+{{/*
+The "server ...;" lines of one service: (list $ "<service>"). Entries are rendered with `tpl`.
+A host name is looked up by the gateway while serving, as its service's only server, so it
+cannot share the list (the image refuses that too; failing here says so before the install).
+*/}}
 {{- define "gateway.servers" -}}
 {{- $root := index . 0 }}
+{{- $service := index . 1 }}
+{{- $entries := index $root.Values.upstreams $service }}
 {{- $lines := list }}
-{{- range index . 1 }}
+{{- range $entries }}
 {{- $address := tpl . $root }}
 {{- if not (regexMatch "^[^\\s;{}#'\"]+$" $address) }}
 {{- fail (printf "upstream address %q is not host:port" $address) }}
+{{- end }}
+{{- $ip := regexMatch "^(([0-9]{1,3}\\.){3}[0-9]{1,3}(:[0-9]+)?|\\[[0-9A-Fa-f:.]+\\](:[0-9]+)?|unix:.+)$" $address }}
+{{- if and (not $ip) (gt (len $entries) 1) }}
+{{- fail (printf "upstreams.%s: %q is a host name, so it must be the only entry (the gateway looks it up while serving); list IP addresses to have several" $service $address) }}
 {{- end }}
 {{- $lines = append $lines (printf "server %s;" $address) }}
 {{- end }}
 {{- join " " $lines }}
 {{- end }}
 
+{{/*
+The gateway's settings (gateway/entrypoint.sh). Every <SVC>_SERVERS is set: a service not in
+`services` gets an empty one, which the gateway answers with its 404 problem. The resolver
+settings appear only when given; the image's entrypoint otherwise takes the pod's nameserver
+from /etc/resolv.conf and answers valid for 10 s.
+*/}}
 {{- define "gateway.configData" -}}
 GATEWAY_LISTEN: {{ .Values.port | quote }}
 GATEWAY_RUN_DIR: "/tmp"
@@ -20,12 +37,22 @@ GATEWAY_ERROR_LOG: "stderr"
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
 {{- range $service := list "inventory" "shipping" "support" }}
-{{ upper $service }}_SERVERS: {{ include "gateway.servers" (list $ (index $.Values.upstreams $service)) | quote }}
+{{- if has $service $.Values.services }}
+{{ upper $service }}_SERVERS: {{ include "gateway.servers" (list $ $service) | quote }}
+{{- else }}
+{{ upper $service }}_SERVERS: ""
+{{- end }}
 {{- end }}
 {{- /* Always set, empty included, so the ConfigMap says who is trusted. The image's entrypoint
   checks every entry (values.schema.json only checks their shape) and refuses to start on a
   malformed one. */}}
 GATEWAY_TRUSTED_PROXIES: {{ join "," .Values.trustedProxies | quote }}
+{{- with .Values.resolver.addresses }}
+GATEWAY_RESOLVER: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.resolver.valid }}
+GATEWAY_RESOLVER_VALID: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The gateway is the chart's one component: its objects take the plain full name. */}}

@@ -8,6 +8,16 @@ and change them with the frozen steps in `fleet_shared.migrations`.
 Every connection carries a connect, statement and lock timeout (settings `DB_*_TIMEOUT`), so
 no request, handler or relay waits on the database without bound; `error_kind` sorts what goes
 wrong into an outage (wait and try again), contention (retry at once) and a failure.
+
+One process holds at most `max_connections(settings)` connections: the engine's pool
+(``DB_POOL_SIZE`` + ``DB_MAX_OVERFLOW``) and the read pool (``DB_READ_POOL_SIZE``);
+docs/architecture.md adds them up per pod and per service.
+
+Through PgBouncer in transaction pooling mode (``DB_PGBOUNCER=true``) consecutive transactions
+of one client run on different server connections, so nothing may live in the session: no
+server-side prepared statements, and the timeouts travel with each transaction
+(``SET LOCAL``) instead of the startup packet, which PgBouncer refuses (docs/architecture.md,
+"Through PgBouncer").
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import ClientCursor
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import (
@@ -34,12 +45,15 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    event,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from fleet_shared.settings import common_settings, load_settings
 
 if TYPE_CHECKING:
     from fleet_shared.events.envelope import Event
@@ -74,26 +88,95 @@ class Timeouts:
         return cls(settings["DB_CONNECT_TIMEOUT"], settings["DB_STATEMENT_TIMEOUT"],
                    settings["DB_LOCK_TIMEOUT"])
 
-    def connect_args(self) -> dict[str, Any]:
-        """libpq parameters: the server applies the two timeouts to every statement."""
-        return {
+    def connect_args(self, pgbouncer: bool = False) -> dict[str, Any]:
+        """psycopg connection parameters.
+
+        Straight to PostgreSQL, the libpq ``options`` startup parameter makes the server apply
+        the two timeouts to every statement of the session, at no cost per statement. PgBouncer
+        refuses that parameter (or, told to ignore it, drops the timeouts silently), and in
+        transaction pooling a statement prepared on one server connection is missing on the
+        next, or already there under the same name for another client (psycopg prepares after
+        5 runs; PgBouncer before 1.21 cannot keep track), so both are left out and
+        `set_local` bounds each transaction instead.
+        """
+        args: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(self.connect)),  # libpq's minimum is 2 s
-            "options": f"-c statement_timeout={round(self.statement * 1000)} "
-                       f"-c lock_timeout={round(self.lock * 1000)}",
         }
+        if pgbouncer:
+            args["prepare_threshold"] = None
+        else:
+            args["options"] = (f"-c statement_timeout={self.statement_ms} "
+                               f"-c lock_timeout={self.lock_ms}")
+        return args
+
+    @property
+    def statement_ms(self) -> int:
+        return round(self.statement * 1000)
+
+    @property
+    def lock_ms(self) -> int:
+        return round(self.lock * 1000)
+
+    def set_local(self) -> str:
+        """The timeouts for the current transaction only: nothing outlives it on a server
+        connection PgBouncer hands to another client next."""
+        return (f"SET LOCAL statement_timeout = {self.statement_ms}; "
+                f"SET LOCAL lock_timeout = {self.lock_ms}")
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    """How many connections one process holds at most (settings DB_POOL_SIZE,
+    DB_MAX_OVERFLOW, DB_READ_POOL_SIZE)."""
+
+    engine: int = 5
+    overflow: int = 0
+    read: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> PoolSizes:
+        """From parsed settings, or from the raw environment a deployment gives a container;
+        a size left out takes its declared default."""
+        names = ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_READ_POOL_SIZE")
+        given = {name: str(settings[name]) for name in names if settings.get(name) is not None}
+        parsed = load_settings([s for s in common_settings("any") if s.name in names], given)
+        return cls(parsed["DB_POOL_SIZE"], parsed["DB_MAX_OVERFLOW"], parsed["DB_READ_POOL_SIZE"])
+
+    @property
+    def maximum(self) -> int:
+        return self.engine + self.overflow + self.read
+
+
+def max_connections(settings: Mapping[str, Any]) -> int:
+    """The most PostgreSQL (or PgBouncer) connections one api or worker process opens:
+    DB_POOL_SIZE + DB_MAX_OVERFLOW + DB_READ_POOL_SIZE. An api pod runs WEB_CONCURRENCY such
+    processes (gunicorn's master holds none); a worker pod runs one."""
+    return PoolSizes.from_settings(settings).maximum
 
 
 def make_engine(database_url: str, pool_size: int = 5, timeouts: Timeouts | None = None,
-                **kwargs: Any) -> Engine:
-    return create_engine(
+                *, max_overflow: int = 0, pgbouncer: bool = False, **kwargs: Any) -> Engine:
+    timeouts = timeouts or Timeouts()
+    engine = create_engine(
         engine_url(database_url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=False,  # a dead connection fails one request; pinging costs every request
         pool_recycle=1800,
-        connect_args=(timeouts or Timeouts()).connect_args(),
+        connect_args=timeouts.connect_args(pgbouncer),
         **kwargs,
     )
+    if pgbouncer:
+        bounds = timeouts.set_local()
+
+        @event.listens_for(engine, "begin")
+        def bound_transaction(connection: Connection) -> None:
+            # One more round trip per transaction, paid only through PgBouncer. Autocommit
+            # connections (the readiness ping) have no transaction to bound.
+            if not connection.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
+                connection.exec_driver_sql(bounds)
+
+    return engine
 
 
 # --- what went wrong ------------------------------------------------------------------------
@@ -243,29 +326,51 @@ class Database:
     request path skip the ORM and even SQLAlchemy Core: on a psycopg pool of autocommit
     connections a read is one round trip (no BEGIN/ROLLBACK), server-side prepared after a
     few runs, and costs a quarter of what the same query costs through an engine connection.
+
+    Through PgBouncer (`pgbouncer`) a read stays one round trip: the parameters are bound
+    on the client and the statement goes out behind the transaction's timeouts as one
+    multi-statement query, which PostgreSQL runs as one implicit transaction.
     """
 
     def __init__(self, database_url: str, pool_size: int = 5,
-                 timeouts: Timeouts | None = None) -> None:
+                 timeouts: Timeouts | None = None, *, max_overflow: int = 0,
+                 read_pool_size: int | None = None, pgbouncer: bool = False) -> None:
         timeouts = timeouts or Timeouts()
-        self.engine = make_engine(database_url, pool_size, timeouts)
+        self.engine = make_engine(database_url, pool_size, timeouts, max_overflow=max_overflow,
+                                  pgbouncer=pgbouncer)
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._bounds = f"{timeouts.set_local()}; " if pgbouncer else ""
+        extra: dict[str, Any] = {"cursor_factory": ClientCursor} if pgbouncer else {}
         self.read_pool = ConnectionPool(
             self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-            min_size=1, max_size=pool_size, timeout=timeouts.connect, open=True,
-            kwargs={"autocommit": True, "row_factory": dict_row, **timeouts.connect_args()},
+            min_size=1, max_size=read_pool_size or pool_size, timeout=timeouts.connect,
+            open=True, kwargs={"autocommit": True, "row_factory": dict_row,
+                               **timeouts.connect_args(pgbouncer), **extra},
         )
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Database:
         return cls(settings["DATABASE_URL"], settings["DB_POOL_SIZE"],
-                   Timeouts.from_settings(settings))
+                   Timeouts.from_settings(settings), max_overflow=settings["DB_MAX_OVERFLOW"],
+                   read_pool_size=settings["DB_READ_POOL_SIZE"],
+                   pgbouncer=settings["DB_PGBOUNCER"])
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read-only statement (psycopg `%(name)s` parameters) outside a transaction."""
         with self.read_pool.connection() as conn:
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type,return-value]
+            return self.run(conn, sql, params).fetchall()
+
+    def run(self, conn: psycopg.Connection[Any], sql: str,
+            params: Mapping[str, Any] | None = None) -> psycopg.Cursor[Any]:
+        """Run one statement on a read-pool connection as a transaction of its own, within the
+        statement and lock timeouts; the cursor holds its rows and row count."""
+        if not self._bounds:
+            return conn.execute(sql, params)  # type: ignore[arg-type]
+        cursor = conn.execute(self._bounds + sql, params)  # type: ignore[arg-type]
+        while cursor.nextset():  # past the SET LOCAL results, to the statement's own
+            pass
+        return cursor
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)

@@ -9,8 +9,9 @@ the local runner and the tests the same rendering in Python:
 - ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
   local process, with the pid file, temp directories and logs under ``run_dir``.
 - ``template_values(settings)`` turns the container's settings (its environment) into the
-  template's values as the image's entrypoint does: the one setting that is not a template
-  variable, ``GATEWAY_TRUSTED_PROXIES``, becomes the ``set_real_ip_from`` lines.
+  template's values as the image's entrypoint does: the ``<SVC>_SERVERS`` settings become the
+  upstream blocks and each route's target, ``GATEWAY_TRUSTED_PROXIES`` the ``set_real_ip_from``
+  lines, and the resolver settings (or ``/etc/resolv.conf``) NGINX's ``resolver``.
 - ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``nginx_command(run_dir,
   conf)`` is the command line that runs it in the foreground.
 
@@ -22,7 +23,7 @@ A local run::
     subprocess.run(nginx_command(run_dir, conf, "-t"), check=True)
     process = subprocess.Popen(nginx_command(run_dir, conf))
 
-docs/gateway.md describes every variable.
+docs/gateway.md describes every setting and variable.
 """
 
 from __future__ import annotations
@@ -32,18 +33,29 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_RESOLVER_VALID",
+    "DERIVED_VARIABLES",
+    "OPTIONAL_SETTINGS",
     "REQUIRED_SETTINGS",
+    "RESOLVER",
+    "RESOLVER_VALID",
+    "RESOLV_CONF",
+    "SERVER_SETTINGS",
     "SERVICES",
     "SETTINGS",
     "TEMPLATE_PATH",
     "TEMPLATE_VARIABLES",
     "TRUSTED_PROXIES",
+    "SystemResolver",
     "local_values",
     "nginx_command",
+    "parse_resolver",
     "parse_trusted_proxies",
+    "read_resolv_conf",
     "read_template",
     "real_ip_lines",
     "render",
@@ -57,16 +69,14 @@ __all__ = [
 #: (shared-lib/src/fleet_shared/gateway.py -> four levels up is the repository root).
 TEMPLATE_PATH: Path = Path(__file__).resolve().parents[3] / "gateway" / "nginx.conf.template"
 
-#: The services behind the gateway, each routed from /<service>/ to an upstream of that name.
+#: The services behind the gateway, each routed from /<service>/ when it has servers.
 SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
 
-#: Every variable the template declares; the container's envsubst step uses the same list.
-TEMPLATE_VARIABLES: frozenset[str] = frozenset(
+#: Settings that must be set and non-empty (the image has a default for each); the template
+#: takes them as they are.
+REQUIRED_SETTINGS: frozenset[str] = frozenset(
     {
         "GATEWAY_LISTEN",
-        "INVENTORY_SERVERS",
-        "SHIPPING_SERVERS",
-        "SUPPORT_SERVERS",
         "GATEWAY_RATE",
         "GATEWAY_BURST",
         "GATEWAY_READ_TIMEOUT",
@@ -74,28 +84,74 @@ TEMPLATE_VARIABLES: frozenset[str] = frozenset(
         "GATEWAY_ACCESS_LOG",
         "GATEWAY_ERROR_LOG",
         "GATEWAY_WORKER_PROCESSES",
-        "GATEWAY_REAL_IP_FROM",
     }
 )
+
+#: Per service, the setting holding the NGINX ``server ...;`` lines of its api. Each must be
+#: set (no default: they name the deployment's services); an empty one leaves its service
+#: unrouted, so the prefix answers the gateway's 404 problem.
+SERVER_SETTINGS: dict[str, str] = {name: f"{name.upper()}_SERVERS" for name in SERVICES}
 
 #: The setting naming the proxies whose X-Forwarded-For the gateway believes: IP addresses or
 #: CIDR ranges separated by commas or white space. Empty or unset (the default) trusts nobody.
 TRUSTED_PROXIES = "GATEWAY_TRUSTED_PROXIES"
 
-#: What the container reads from its environment: the template's variables, except that the
-#: ``set_real_ip_from`` lines (GATEWAY_REAL_IP_FROM) are built from GATEWAY_TRUSTED_PROXIES.
-#: A list of addresses is the operator's language; a directive per address is NGINX's, and
-#: envsubst cannot loop.
-SETTINGS: frozenset[str] = (TEMPLATE_VARIABLES - {"GATEWAY_REAL_IP_FROM"}) | {TRUSTED_PROXIES}
+#: The DNS servers that look up upstreams named by host name, as ``address[:port]`` entries
+#: (IPv6 in brackets when a port follows). Unset or empty: the nameservers of /etc/resolv.conf,
+#: which in a pod is the cluster DNS.
+RESOLVER = "GATEWAY_RESOLVER"
 
-#: Settings that must be set and non-empty (the image has defaults for all but *_SERVERS).
-REQUIRED_SETTINGS: frozenset[str] = SETTINGS - {TRUSTED_PROXIES}
+#: How long NGINX uses an answer before looking the name up again (``valid=`` of ``resolver``).
+RESOLVER_VALID = "GATEWAY_RESOLVER_VALID"
+#: Short, so a Service that is deleted and created again (a new ClusterIP) is reached within
+#: seconds; a lookup in the cluster DNS every 10 s per name and worker costs nothing.
+DEFAULT_RESOLVER_VALID = "10s"
+
+#: Where the system resolver's configuration is (the entrypoint reads the same file).
+RESOLV_CONF: Path = Path("/etc/resolv.conf")
+
+#: What every deployment gives the container (the deploy tests check each target sets exactly
+#: these): the required settings, the three server settings and the trusted proxies.
+SETTINGS: frozenset[str] = (
+    REQUIRED_SETTINGS | frozenset(SERVER_SETTINGS.values()) | {TRUSTED_PROXIES}
+)
+
+#: Settings the container reads when they are set; their defaults are worked out at start
+#: (the nameservers from /etc/resolv.conf, DEFAULT_RESOLVER_VALID), so deployments leave
+#: them out.
+OPTIONAL_SETTINGS: frozenset[str] = frozenset({RESOLVER, RESOLVER_VALID})
+
+#: Template variables built from the settings rather than taken as they are: a list of
+#: addresses is the operator's language, directives and blocks are NGINX's, and envsubst
+#: cannot loop or branch.
+DERIVED_VARIABLES: frozenset[str] = frozenset(
+    {
+        "GATEWAY_REAL_IP_FROM",
+        "GATEWAY_RESOLVER_DIRECTIVE",
+        "GATEWAY_UPSTREAMS",
+        *(f"{name.upper()}_UPSTREAM" for name in SERVICES),
+    }
+)
+
+#: Every variable the template declares; the container's envsubst step uses the same list.
+TEMPLATE_VARIABLES: frozenset[str] = REQUIRED_SETTINGS | DERIVED_VARIABLES
+
+# The parts of an upstream block, fixed here and in the entrypoint (the template cannot hold a
+# block whose presence depends on the settings). "zone" shares the passive health state
+# (max_fails) between worker processes. keepalive keeps idle HTTP/1.1 connections to the api
+# processes; the idle timeout stays below gunicorn's --keep-alive (2 s by default) so the
+# gateway, never the upstream, closes an idle connection: otherwise a request sent just as
+# gunicorn closes the connection fails, and a POST is not retried.
+_BLOCK_INDENT = "        "
+_BLOCK_SEPARATOR = "\n\n    "
 
 # ${NAME} with an upper-case name: the template's own variables. NGINX variables are lower case
 # ($request_id, ${request_id}), so they never match.
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _RATE = re.compile(r"^[1-9][0-9]*r/[sm]$")
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h)?$")
+# NGINX reads resolver's valid= in whole seconds (no "ms").
+_SECONDS = re.compile(r"^[1-9][0-9]*[smh]?$")
 # host:port, [v6]:port, a bare port or a unix: socket; no spaces or ";" that would end the
 # directive early.
 _ADDRESS = re.compile(r"^[^\s;{}#'\"]+$")
@@ -104,7 +160,15 @@ _ADDRESS = re.compile(r"^[^\s;{}#'\"]+$")
 # after the slash, a "%zone", a prefix with leading zeros), and host names, which NGINX would
 # look up in DNS at every start.
 _PROXY_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+(/(0|[1-9][0-9]{0,2}))?$")
-_PROXY_SEPARATORS = re.compile(r"[\s,]+")
+_IP_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+$")
+_SEPARATORS = re.compile(r"[\s,]+")
+_PORT = re.compile(r"^[1-9][0-9]{0,4}$")
+# A DNS name as the services and Kubernetes write them (letters, digits, dots, hyphens), with
+# a letter somewhere, so a mistyped IPv4 address (256.1.1.1) is refused rather than looked up.
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_LETTER = re.compile(r"[A-Za-z]")
+# A server parameter (weight=2, max_fails=1, fail_timeout=2s, backup, down, ...).
+_PARAMETER = re.compile(r"^[A-Za-z0-9_=.:-]+$")
 
 
 def template_variables(template: str) -> frozenset[str]:
@@ -136,10 +200,12 @@ def render(template: str, values: Mapping[str, str]) -> str:
 def server_lines(
     addresses: Sequence[str], *, max_fails: int = 1, fail_timeout: str = "2s"
 ) -> str:
-    """NGINX ``server`` lines for an upstream block, one per address.
+    """NGINX ``server`` lines for a service's setting, one per address.
 
     ``max_fails=1 fail_timeout=2s``: after one failed attempt a server is skipped for two
-    seconds, so a stopped local replica costs one retried request, not one per request.
+    seconds, so a stopped local replica costs one retried request, not one per request. An
+    address with a host name gets no parameters: NGINX looks it up while serving, as the
+    service's only server, and the parameters belong to an upstream block.
     """
     if not addresses:
         raise ValueError("an upstream needs at least one server address")
@@ -150,7 +216,10 @@ def server_lines(
     for address in addresses:
         if not _ADDRESS.match(address):
             raise ValueError(f"invalid upstream server address {address!r}")
-        lines.append(f"server {address} max_fails={max_fails} fail_timeout={fail_timeout};")
+        if _address_kind(address) == "name":
+            lines.append(f"server {address};")
+        else:
+            lines.append(f"server {address} max_fails={max_fails} fail_timeout={fail_timeout};")
     return " ".join(lines)
 
 
@@ -165,7 +234,7 @@ def parse_trusted_proxies(
     exactly what the image's entrypoint does. Anything else raises ``ValueError`` naming
     ``name`` and the entry.
     """
-    entries = _PROXY_SEPARATORS.split(value) if isinstance(value, str) else list(value)
+    entries = _SEPARATORS.split(value) if isinstance(value, str) else list(value)
     proxies = []
     for entry in entries:
         if not entry:
@@ -184,12 +253,131 @@ def real_ip_lines(proxies: str | Iterable[str]) -> str:
     return " ".join(f"set_real_ip_from {proxy};" for proxy in parse_trusted_proxies(proxies))
 
 
-def template_values(settings: Mapping[str, str]) -> dict[str, str]:
-    """The template's values from the container's settings, as the image's entrypoint builds
-    them: everything as given, plus GATEWAY_REAL_IP_FROM from GATEWAY_TRUSTED_PROXIES (which may
-    be missing). ``render(template, template_values(os.environ))`` is what the image renders.
+def parse_resolver(value: str | Iterable[str]) -> tuple[str, ...]:
+    """The DNS servers of a ``GATEWAY_RESOLVER`` setting as NGINX's ``resolver`` takes them.
+
+    Entries are separated by commas or white space: an IPv4 address with an optional port
+    (``10.96.0.10``, ``127.0.0.1:5353``), or an IPv6 address, bare or in brackets with an
+    optional port (``fd00::10``, ``[fd00::10]:53``); a bare IPv6 address gets its brackets.
+    Host names are refused: they would have to be looked up at start, which is what the
+    resolver is there to avoid. Anything else raises ``ValueError`` naming the entry.
     """
-    return {**settings, "GATEWAY_REAL_IP_FROM": real_ip_lines(settings.get(TRUSTED_PROXIES, ""))}
+    entries = _SEPARATORS.split(value) if isinstance(value, str) else list(value)
+    servers = []
+    for entry in entries:
+        if not entry:
+            continue
+        server = _resolver_entry(entry)
+        if server is None:
+            raise ValueError(f"{RESOLVER} is invalid: '{entry}' is not an IP address with an "
+                             "optional port")
+        servers.append(server)
+    return tuple(servers)
+
+
+@dataclass(frozen=True)
+class SystemResolver:
+    """What the gateway takes from /etc/resolv.conf: the nameservers (as NGINX's ``resolver``
+    writes them), the first search domain, and ``ndots``."""
+
+    nameservers: tuple[str, ...] = ()
+    search: str = ""
+    ndots: int = 1
+
+    def qualify(self, host: str) -> str:
+        """The name NGINX is to look up for ``host``.
+
+        NGINX's resolver knows no search list, so a name without a dot gets what the system
+        resolver would try first: the first search domain, unless ``ndots`` is 0 (Docker's
+        embedded DNS, which answers bare service names). In a pod that turns the Service name
+        ``inventory-api`` into ``inventory-api.<namespace>.svc.<cluster domain>``. A name with
+        a dot is taken as complete.
+        """
+        if "." in host or not self.search or self.ndots < 1:
+            return host
+        return f"{host}.{self.search}"
+
+
+def read_resolv_conf(path: str | os.PathLike[str] = RESOLV_CONF) -> SystemResolver:
+    """The nameservers, first search domain and ndots of a resolv.conf; nothing if it is missing.
+
+    As the C library reads it: the last ``search`` or ``domain`` line wins, so does the last
+    ``ndots``; a nameserver that is not a plain IP address (an IPv6 address with a ``%zone``)
+    is left out, as NGINX could not use it.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return SystemResolver()
+    nameservers: list[str] = []
+    search = ""
+    ndots = 1
+    for line in text.splitlines():
+        words = line.split(None)
+        if len(words) < 2:
+            continue
+        key, args = words[0], words[1:]
+        if key == "nameserver" and _is_ip(args[0]):
+            nameservers.append(f"[{args[0]}]" if ":" in args[0] else args[0])
+        elif key in ("search", "domain"):
+            search = args[0] if _is_host_name(args[0]) else ""
+        elif key == "options":
+            for option in args:
+                digits = option.removeprefix("ndots:")
+                if option.startswith("ndots:") and digits.isdigit() and digits.isascii():
+                    ndots = int(digits)
+    return SystemResolver(tuple(nameservers), search, ndots)
+
+
+def template_values(
+    settings: Mapping[str, str], *, resolv_conf: str | os.PathLike[str] = RESOLV_CONF
+) -> dict[str, str]:
+    """The template's values from the container's settings, as the image's entrypoint builds
+    them: everything as given, plus the derived variables (DERIVED_VARIABLES).
+
+    Every ``<SVC>_SERVERS`` must be set (``ValueError`` names a missing one) and at least one
+    non-empty. A service whose servers are all IP addresses or unix sockets gets an upstream
+    block (keep-alive, retries on the other servers) named after it; one named by a host name
+    is looked up while serving through NGINX's ``resolver`` (``GATEWAY_RESOLVER``, else the
+    nameservers of ``resolv_conf``), so a name that does not resolve yet, or that moves to a new
+    address, never stops or misleads the gateway. A service with no servers is not routed.
+    ``render(template, template_values(os.environ))`` is what the image renders.
+    """
+    routes = {service: _route(settings, service) for service in SERVICES}
+    if not any(route.target for route in routes.values()):
+        names = list(SERVER_SETTINGS.values())
+        raise ValueError(f"no service is routed: {', '.join(names[:-1])} and {names[-1]} "
+                         "are all empty")
+    values = {**settings,
+              "GATEWAY_REAL_IP_FROM": real_ip_lines(settings.get(TRUSTED_PROXIES, ""))}
+
+    valid = settings.get(RESOLVER_VALID) or DEFAULT_RESOLVER_VALID
+    if not _SECONDS.match(valid):
+        raise ValueError(f"{RESOLVER_VALID} is invalid: '{valid}' is not a number of seconds, "
+                         "minutes or hours (e.g. 10s)")
+    resolver = parse_resolver(settings.get(RESOLVER, ""))
+    system: SystemResolver | None = None
+    values["GATEWAY_RESOLVER_DIRECTIVE"] = ""
+    if any(route.by_name for route in routes.values()):
+        system = read_resolv_conf(resolv_conf)
+        resolver = resolver or system.nameservers
+        if not resolver:
+            raise ValueError(f"{RESOLVER} is not set and {os.fspath(resolv_conf)} names no "
+                             "nameserver: the gateway needs one to look up its upstreams")
+        values["GATEWAY_RESOLVER_DIRECTIVE"] = f"resolver {' '.join(resolver)} valid={valid};"
+
+    blocks = []
+    for service, route in routes.items():
+        target = route.target
+        if route.by_name:
+            assert system is not None
+            host, port = _split_port(target)
+            target = system.qualify(host) + port
+        elif route.servers:
+            blocks.append(_upstream_block(service, route.servers))
+        values[f"{service.upper()}_UPSTREAM"] = target
+    values["GATEWAY_UPSTREAMS"] = _BLOCK_SEPARATOR.join(blocks)
+    return values
 
 
 def local_values(
@@ -206,8 +394,12 @@ def local_values(
     max_fails: int = 1,
     fail_timeout: str = "2s",
     trusted_proxies: str | Iterable[str] = (),
+    resolver: str | Iterable[str] = (),
+    resolver_valid: str | None = None,
+    resolv_conf: str | os.PathLike[str] = RESOLV_CONF,
 ) -> dict[str, str]:
-    """Template values for NGINX run as a local process.
+    """Template values for NGINX run as a local process (the settings and what
+    ``template_values`` derives from them).
 
     ``run_dir``: directory for the pid file and temp directories, and by default the logs
     (``access.log``, ``error.log``). It is created if missing. When this runs as root, NGINX's
@@ -218,7 +410,12 @@ def local_values(
 
     ``listen``: ``host:port`` or ``port`` (e.g. ``"127.0.0.1:8080"``).
     ``upstreams``: addresses per service, exactly the keys ``inventory``, ``shipping`` and
-    ``support``, e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``.
+    ``support``, e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``. An empty
+    list leaves that service unrouted (its prefix answers 404); at least one must have
+    addresses. An address with a host name (``inventory.test:8111``) must be its service's
+    only one and is looked up while serving, through ``resolver`` (``GATEWAY_RESOLVER``'s
+    syntax; by default the nameservers of ``resolv_conf``), answers being used for
+    ``resolver_valid`` (``"10s"`` by default).
     ``rate``/``burst``: the per-client rate limit (``"100r/s"``, 200).
     ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client (see
     ``parse_trusted_proxies()``); none by default, so every client is its TCP peer.
@@ -235,7 +432,8 @@ def local_values(
         raise ValueError(f"unknown service {unknown[0]!r} in upstreams (known: {SERVICES})")
     missing = [name for name in SERVICES if name not in upstreams]
     if missing:
-        raise ValueError(f"no upstream servers given for service {missing[0]!r}")
+        raise ValueError(f"no upstream servers given for service {missing[0]!r} (an empty "
+                         "list leaves it unrouted)")
     _check(_RATE, rate, "rate")
     if burst < 1:  # NGINX refuses burst=0
         raise ValueError(f"burst must be a positive number, got {burst}")
@@ -245,7 +443,7 @@ def local_values(
         raise ValueError(f"worker_processes must be a positive number or 'auto', got "
                          f"{worker_processes!r}")
 
-    values = {
+    settings = {
         "GATEWAY_LISTEN": listen,
         "GATEWAY_RATE": rate,
         "GATEWAY_BURST": str(burst),
@@ -254,15 +452,21 @@ def local_values(
         "GATEWAY_ACCESS_LOG": str(access_log if access_log is not None else run / "access.log"),
         "GATEWAY_ERROR_LOG": str(error_log if error_log is not None else run / "error.log"),
         "GATEWAY_WORKER_PROCESSES": str(worker_processes),
-        "GATEWAY_REAL_IP_FROM": real_ip_lines(trusted_proxies),
+        TRUSTED_PROXIES: " ".join(parse_trusted_proxies(trusted_proxies)),
     }
+    servers = " ".join(parse_resolver(resolver))
+    if servers:
+        settings[RESOLVER] = servers
+    if resolver_valid is not None:
+        settings[RESOLVER_VALID] = resolver_valid
     for name in SERVICES:
         try:
-            lines = server_lines(upstreams[name], max_fails=max_fails, fail_timeout=fail_timeout)
+            lines = (server_lines(upstreams[name], max_fails=max_fails, fail_timeout=fail_timeout)
+                     if upstreams[name] else "")
         except ValueError as exc:
             raise ValueError(f"upstream {name}: {exc}") from None
-        values[f"{name.upper()}_SERVERS"] = lines
-    return values
+        settings[SERVER_SETTINGS[name]] = lines
+    return template_values(settings, resolv_conf=resolv_conf)
 
 
 def write_config(run_dir: str | os.PathLike[str], values: Mapping[str, str],
@@ -284,6 +488,128 @@ def nginx_command(run_dir: str | os.PathLike[str], conf: str | os.PathLike[str],
     to let in-flight requests finish, or SIGTERM to stop at once.
     """
     return [nginx, "-p", f"{Path(run_dir)}/", "-e", "stderr", "-c", str(conf), *extra]
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How one service is reached: ``target`` is what its location passes to ("" when it is
+    not routed, the service's name for an upstream block of ``servers``, or the host:port that
+    NGINX looks up while serving when ``by_name``)."""
+
+    target: str = ""
+    servers: tuple[str, ...] = ()
+    by_name: bool = False
+
+
+def _route(settings: Mapping[str, str], service: str) -> _Route:
+    """The route a ``<SVC>_SERVERS`` setting asks for (the entrypoint's ``route``)."""
+    setting = SERVER_SETTINGS[service]
+    if setting not in settings:
+        raise ValueError(f"required setting {setting} is not set")
+    servers: list[str] = []
+    names: list[tuple[str, int]] = []
+    for entry in settings[setting].split(";"):
+        words = entry.split()
+        if not words:
+            continue
+        if words[0] != "server" or len(words) < 2:
+            raise ValueError(f"{setting} is invalid: '{' '.join(words)}' is not a server line "
+                             "(server ADDRESS [PARAMETER...])")
+        address, parameters = words[1], words[2:]
+        kind = _address_kind(address)
+        if kind is None:
+            raise ValueError(f"{setting} is invalid: '{address}' is not an IP address, unix "
+                             "socket or host name with an optional port")
+        for parameter in parameters:
+            if not _PARAMETER.match(parameter):
+                raise ValueError(f"{setting} is invalid: '{parameter}' is not a server "
+                                 "parameter")
+        if kind == "name":
+            names.append((address, len(parameters)))
+        servers.append(" ".join(words[1:]))
+    if names:
+        name, count = names[0]
+        if len(servers) > 1 or count:
+            raise ValueError(f"{setting} is invalid: '{name}' is a host name, so it must be "
+                             "the only server, without parameters (NGINX looks it up while "
+                             "serving)")
+        return _Route(target=name, by_name=True)
+    if servers:
+        return _Route(target=service, servers=tuple(servers))
+    return _Route()
+
+
+def _upstream_block(service: str, servers: Sequence[str]) -> str:
+    """The upstream block of a service whose servers are all addresses (see _BLOCK_INDENT)."""
+    lines = [f"upstream {service} {{", f"{_BLOCK_INDENT}zone upstream_{service} 64k;"]
+    lines += [f"{_BLOCK_INDENT}server {server};" for server in servers]
+    lines += [f"{_BLOCK_INDENT}keepalive 16;", f"{_BLOCK_INDENT}keepalive_timeout 1s;", "    }"]
+    return "\n".join(lines)
+
+
+def _split_port(address: str) -> tuple[str, str]:
+    """``("host", ":port")`` or ``("host", "")``."""
+    host, colon, port = address.rpartition(":")
+    return (host, f":{port}") if colon else (address, "")
+
+
+def _address_kind(address: str) -> str | None:
+    """``"static"`` for an IP address or unix socket (used as it is), ``"name"`` for a host
+    name (looked up while serving), each with an optional port; None for anything else."""
+    if address.startswith("unix:"):
+        return "static" if len(address) > len("unix:") and _ADDRESS.match(address) else None
+    if address.startswith("["):
+        inner, bracket, rest = address[1:].partition("]")
+        if bracket and _is_ip(inner) and ":" in inner \
+                and (not rest or (rest[0] == ":" and _is_port(rest[1:]))):
+            return "static"
+        return None
+    host, port = _split_port(address)
+    if port and not _is_port(port[1:]):
+        return None
+    if _is_ip(host) and ":" not in host:
+        return "static"
+    if _is_host_name(host):
+        return "name"
+    return None
+
+
+def _resolver_entry(entry: str) -> str | None:
+    """A ``GATEWAY_RESOLVER`` entry as NGINX takes it (bare IPv6 bracketed), or None."""
+    if entry.startswith("["):
+        inner, bracket, rest = entry[1:].partition("]")
+        if bracket and ":" in inner and _is_ip(inner) \
+                and (not rest or (rest[0] == ":" and _is_port(rest[1:]))):
+            return entry
+        return None
+    if ":" in entry and _is_ip(entry):
+        return f"[{entry}]"
+    host, port = _split_port(entry)
+    if _is_ip(host) and ":" not in host and (not port or _is_port(port[1:])):
+        return entry
+    return None
+
+
+def _is_host_name(text: str) -> bool:
+    return bool(_HOST_NAME.match(text) and _LETTER.search(text))
+
+
+def _is_port(text: str) -> bool:
+    return bool(_PORT.match(text)) and int(text) <= 65535
+
+
+def _is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address as the entrypoint's is_ipv4/is_ipv6 accept it."""
+    if not _IP_SHAPE.match(text):
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_address_or_range(entry: str) -> bool:

@@ -3,11 +3,28 @@
 The infrastructure tables (outbox, inbox, idempotency keys) are the same in every service, so
 their migration steps live here, frozen: each step is called by one migration of every service
 and never changes once released (`fleet_shared.db` declares the shape they add up to).
+
+Several migrations of one database may start at once (a Job run again, two releases, retries):
+each takes the service's session-level advisory lock before Alembic reads the schema version
+and holds it to the end, so one migrates and the others wait, then find nothing left to do.
+A wait longer than ``MIGRATION_LOCK_WAIT`` gives up with one line. Every statement then runs
+with ``lock_timeout = MIGRATION_LOCK_TIMEOUT``: a step whose table is held by a long
+transaction fails fast instead of queueing, because a waiting ``ALTER TABLE`` blocks every new
+query on that table behind it. ``statement_timeout`` is off: a step that rewrites a large
+table takes as long as it takes (the Job's deadline bounds the whole run).
+
+The lock lives in the session, so migrations connect straight to PostgreSQL
+(``MIGRATION_DATABASE_URL``), never through PgBouncer in transaction pooling mode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +32,65 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError
 
 from fleet_shared.db import engine_url
+from fleet_shared.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
+_LOCK_ATTRIBUTE = "fleet.migration_lock"
+
+
+class MigrationError(Exception):
+    """The migration did not run, or stopped part way; the message says why, on one line."""
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as the settings write them: 5m, 10s, 250ms."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds >= 1 and seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+def lock_key(service: str) -> int:
+    """The service's migration lock: a 64-bit advisory lock key from a namespaced name, so it
+    meets no other advisory lock taken in the database (inventory's reference locks)."""
+    digest = hashlib.sha256(f"fleet.migrate:{service}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class MigrationLock:
+    """Who waits how long (settings MIGRATION_LOCK_WAIT and MIGRATION_LOCK_TIMEOUT)."""
+
+    service: str
+    wait: float = 300.0  # for another migration of the service to finish
+    lock_timeout: float = 10.0  # for a table lock, in each statement
+
+    @classmethod
+    def from_settings(cls, service: str, settings: Mapping[str, Any]) -> MigrationLock:
+        return cls(service, settings["MIGRATION_LOCK_WAIT"], settings["MIGRATION_LOCK_TIMEOUT"])
+
+    @property
+    def key(self) -> int:
+        return lock_key(self.service)
+
+
+def database_url(settings: Mapping[str, Any]) -> str:
+    """Where migrations connect: MIGRATION_DATABASE_URL, else DATABASE_URL, which must then
+    lead straight to PostgreSQL (ConfigError when DB_PGBOUNCER says it does not)."""
+    direct = settings.get("MIGRATION_DATABASE_URL")
+    if direct:
+        return str(direct)
+    if settings.get("DB_PGBOUNCER"):
+        raise ConfigError("MIGRATION_DATABASE_URL is required when DB_PGBOUNCER=true: the "
+                          "migration lock lives in the session, which PgBouncer's transaction "
+                          "pooling does not keep")
+    return str(settings["DATABASE_URL"])
 
 
 def timestamp_column(name: str) -> sa.Column:  # type: ignore[type-arg]
@@ -118,19 +192,23 @@ def migrations_dir(package: str) -> Path:
     raise FileNotFoundError(f"no Alembic migrations found for {package}")
 
 
-def alembic_config(package: str, database_url: str) -> Config:
+def alembic_config(package: str, database_url: str,
+                   lock: MigrationLock | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir(package)))
     config.set_main_option("sqlalchemy.url", engine_url(database_url).replace("%", "%%"))
+    config.attributes[_LOCK_ATTRIBUTE] = lock or MigrationLock(package)
     return config
 
 
-def upgrade(package: str, database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(package, database_url), revision)
+def upgrade(package: str, database_url: str, revision: str = "head",
+            lock: MigrationLock | None = None) -> None:
+    command.upgrade(alembic_config(package, database_url, lock), revision)
 
 
-def downgrade(package: str, database_url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(package, database_url), revision)
+def downgrade(package: str, database_url: str, revision: str = "base",
+              lock: MigrationLock | None = None) -> None:
+    command.downgrade(alembic_config(package, database_url, lock), revision)
 
 
 def run_env() -> None:
@@ -138,10 +216,75 @@ def run_env() -> None:
     from alembic import context
     from sqlalchemy import create_engine, pool
 
-    url = context.config.get_main_option("sqlalchemy.url")
-    engine = create_engine(url or "", poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection, transaction_per_migration=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    config = context.config
+    script_location = Path(config.get_main_option("script_location") or "migrations")
+    lock: MigrationLock = config.attributes.get(_LOCK_ATTRIBUTE) \
+        or MigrationLock(script_location.resolve().parent.name)
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "",
+                           poolclass=pool.NullPool,
+                           connect_args={"application_name": f"{lock.service}-migrate"})
+    try:
+        with engine.connect() as connection:
+            _take_lock(connection, lock)
+            try:
+                context.configure(connection=connection, transaction_per_migration=True)
+                with context.begin_transaction():
+                    context.run_migrations()
+            except DBAPIError as exc:
+                if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                    raise
+                statement = " ".join(str(exc.statement or "").split())[:160]
+                raise MigrationError(
+                    f"{lock.service}: a migration step waited longer than "
+                    f"MIGRATION_LOCK_TIMEOUT ({_duration(lock.lock_timeout)}) for a lock another "
+                    f"transaction holds, and was rolled back (the steps before it stay applied); "
+                    f"run the migration again once that transaction ends: {statement}") from exc
+            finally:
+                _release_lock(connection, lock)
+    finally:
+        engine.dispose()
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))  # 0 would mean no limit at all
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _take_lock(connection: sa.Connection, lock: MigrationLock) -> None:
+    """Wait at most `lock.wait` for the service's migration lock, then bound every statement
+    by `lock.lock_timeout`; commit, so Alembic starts outside a transaction."""
+    connection.exec_driver_sql("SET statement_timeout = 0")
+    connection.exec_driver_sql(f"SET lock_timeout = {_milliseconds(lock.wait)}")
+    if not connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({lock.key})").scalar():
+        holder = connection.exec_driver_sql(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            f"AND classid = {(lock.key >> 32) & 0xFFFFFFFF} "
+            f"AND objid = {lock.key & 0xFFFFFFFF} AND objsubid = 1").scalar()
+        log.info("another migration of %s is running (server pid %s); waiting up to %s",
+                 lock.service, holder, _duration(lock.wait))
+        try:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({lock.key})")
+        except DBAPIError as exc:
+            if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                raise
+            raise MigrationError(
+                f"{lock.service}: another migration of this database (server pid {holder}) "
+                f"held the migration lock for longer than MIGRATION_LOCK_WAIT "
+                f"({_duration(lock.wait)}); nothing was migrated: run it again once that one "
+                f"is done") from exc
+        log.info("the other migration of %s is done; migrating", lock.service)
+    connection.exec_driver_sql(f"SET lock_timeout = {_milliseconds(lock.lock_timeout)}")
+    connection.commit()
+
+
+def _release_lock(connection: sa.Connection, lock: MigrationLock) -> None:
+    """Release the lock at once, so a waiting migration goes on without waiting for this
+    connection to close (which releases it too: nothing is left held if this fails)."""
+    with suppress(DBAPIError):
+        connection.rollback()
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({lock.key})")
+        connection.commit()

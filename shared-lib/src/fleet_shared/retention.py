@@ -79,27 +79,28 @@ def prune(db: Database, settings: Mapping[str, Any], budget: float = PASS_BUDGET
     conn: Any
     with db.read_pool.connection() as conn:  # autocommit: each DELETE is its own transaction
         for table in tables:
-            [row] = conn.execute("SELECT now() - make_interval(secs => %(seconds)s) AS cutoff",
-                                 {"seconds": settings[table.setting]}).fetchall()
+            [row] = db.run(conn, "SELECT now() - make_interval(secs => %(seconds)s) AS cutoff",
+                           {"seconds": settings[table.setting]}).fetchall()
             cutoff = row["cutoff"]
             removed[table.table] = 0
             while time.monotonic() < deadline:
-                count = conn.execute(table.prune_sql(), {"cutoff": cutoff}).rowcount
+                count = db.run(conn, table.prune_sql(), {"cutoff": cutoff}).rowcount
                 removed[table.table] += count
                 if count < BATCH:
                     break
             PRUNED.labels(table.table).inc(removed[table.table])
-            _measure(conn, table)
+            _measure(db, conn, table)
     if any(removed.values()):
         log.info("retention pruned rows", extra={"removed": removed})
     return removed
 
 
-def _measure(conn: Any, table: Retained) -> None:
-    [estimate] = conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint AS n FROM pg_class WHERE oid = %(t)s::regclass",
-        {"t": table.table}).fetchall()
+def _measure(db: Database, conn: Any, table: Retained) -> None:
+    [estimate] = db.run(
+        conn, "SELECT greatest(reltuples, 0)::bigint AS n FROM pg_class "
+        "WHERE oid = %(t)s::regclass", {"t": table.table}).fetchall()
     ROWS.labels(table.table).set(estimate["n"])
-    [oldest] = conn.execute(
-        f"SELECT coalesce(extract(epoch FROM now() - ({table.oldest})), 0) AS age").fetchall()
+    [oldest] = db.run(
+        conn, f"SELECT coalesce(extract(epoch FROM now() - ({table.oldest})), 0) AS age"
+    ).fetchall()
     OLDEST.labels(table.table).set(float(oldest["age"]))

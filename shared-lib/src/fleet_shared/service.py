@@ -23,6 +23,7 @@ from fleet_shared.events.consumer import Consumer, Handler
 from fleet_shared.events.relay import OutboxRelay
 from fleet_shared.http.metrics import multiprocess_dir
 from fleet_shared.settings import (
+    FILE_SUFFIX,
     ConfigError,
     Setting,
     Settings,
@@ -31,6 +32,8 @@ from fleet_shared.settings import (
     load_settings,
 )
 from fleet_shared.worker import PeriodicTask, Worker
+
+GUNICORN_SETTINGS = ("BIND_HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GRACEFUL_TIMEOUT")
 
 # A service's own periodic work (saga deadlines, reconciliation), built for its worker.
 TaskFactory = Callable[[Database, Settings], Sequence[PeriodicTask]]
@@ -93,6 +96,11 @@ def run_api(spec: ServiceSpec, settings: Settings) -> None:
     be in the environment of a fresh interpreter, not set in this one after the fact.
     """
     env = dict(os.environ, FLEET_SERVICE=spec.name)
+    # gunicorn reads these from the environment itself (fleet_shared.gunicorn_conf): give it
+    # the values as loaded, so one given as <NAME>_FILE reaches it too.
+    for name in GUNICORN_SETTINGS:
+        env.pop(f"{name}{FILE_SUFFIX}", None)
+        env[name] = str(settings[name])
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(multiprocess_dir(f"{spec.name}-{os.getpid()}")))
     os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:fleet_shared.gunicorn_conf",
@@ -126,11 +134,24 @@ def run_worker(spec: ServiceSpec, settings: Settings) -> None:
 
 
 def run_migrate(spec: ServiceSpec, settings: Settings) -> None:
-    """Bring the database schema and the service's broker queues up to this version."""
+    """Bring the database schema and the service's broker queues up to this version.
+
+    A migration that cannot go on (another one holds the lock too long, a table stays locked)
+    stops with one line on stderr and exit status 1; the Job may run it again.
+    """
     from fleet_shared import migrations
 
+    try:
+        url = migrations.database_url(settings)
+    except ConfigError as error:
+        exit_on_config_error(error)
     logs.configure_logging(spec.name, "migrate", settings["LOG_LEVEL"])
-    migrations.upgrade(spec.name, settings["DATABASE_URL"])
+    try:
+        migrations.upgrade(spec.name, url,
+                           lock=migrations.MigrationLock.from_settings(spec.name, settings))
+    except migrations.MigrationError as error:
+        print(f"migration error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     declare_topology(spec, settings)
 
 

@@ -6,6 +6,10 @@ single line on stderr and exit status 2, so a bad deployment fails fast and says
 
 Production is the default: only an explicit ``FLEET_ENV=development`` supplies the local
 defaults (`Setting.dev_default`), and no secret ever has a production default.
+
+Every setting may instead be read from a file: ``<NAME>_FILE=/path`` (the convention of the
+official PostgreSQL and RabbitMQ images), so a Kubernetes Secret mounted as files never passes
+through the environment, where ``kubectl describe``, crash reports and child processes see it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "replac
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
+#: ``<NAME>_FILE`` names a file holding the value of setting ``<NAME>``.
+FILE_SUFFIX = "_FILE"
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
 
@@ -38,6 +46,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
     return value
 
 
@@ -142,6 +157,11 @@ class Setting:
         if self.secret and self.default is not None:
             raise ValueError(f"secret setting {self.name} must not have a production default")
 
+    @property
+    def file_variable(self) -> str:
+        """The variable naming a file that holds this setting's value."""
+        return self.name + FILE_SUFFIX
+
 
 def common_settings(service: str) -> tuple[Setting, ...]:
     """Settings every process of `service` reads (see docs/architecture.md)."""
@@ -180,13 +200,27 @@ def common_settings(service: str) -> tuple[Setting, ...]:
         Setting("CONSUMER_PREFETCH", _positive_int, default="50"),
         Setting("EVENT_RETRY_DELAYS_MS", _delays, default="1000,10000,60000",
                 help="one retry per delay, then the parking queue"),
-        Setting("DB_POOL_SIZE", _positive_int, default="5"),
+        Setting("DB_POOL_SIZE", _positive_int, default="5",
+                help="engine connections per process (units of work)"),
+        Setting("DB_MAX_OVERFLOW", _non_negative_int, default="0",
+                help="engine connections opened beyond DB_POOL_SIZE in a burst, closed after"),
+        Setting("DB_READ_POOL_SIZE", _positive_int, default="5",
+                help="autocommit connections per process for single-statement reads"),
+        Setting("DB_PGBOUNCER", _flag, default="false",
+                help="DATABASE_URL leads to PgBouncer in transaction pooling mode"),
         Setting("DB_CONNECT_TIMEOUT", _duration, default="5s",
                 help="give up connecting to PostgreSQL after this long"),
         Setting("DB_STATEMENT_TIMEOUT", _duration, default="30s",
                 help="cancel any one statement running longer than this"),
         Setting("DB_LOCK_TIMEOUT", _duration, default="5s",
                 help="give up waiting for a row or table lock after this long"),
+        Setting("MIGRATION_DATABASE_URL", _url("postgresql", "postgresql+psycopg"),
+                secret=True, required=False,
+                help="migrations connect here, straight to PostgreSQL (default DATABASE_URL)"),
+        Setting("MIGRATION_LOCK_WAIT", _duration, default="5m",
+                help="a migration waits this long for another one of the service to finish"),
+        Setting("MIGRATION_LOCK_TIMEOUT", _duration, default="10s",
+                help="a migration step gives up waiting for a table lock after this long"),
         Setting("RELAY_IDLE_POLL", _duration, default="250ms",
                 help="longest pause between an idle relay's looks at the outbox"),
         Setting("OUTBOX_RETENTION", _duration, default="1h",
@@ -227,19 +261,47 @@ class Settings(Mapping[str, Any]):
         return bool(self._values.get("FLEET_ENV") == "development")
 
 
+def setting_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """What the environment gives setting `name`: its variable, or the contents of the file
+    ``<name>_FILE`` names (trailing newlines removed); None for neither or an empty value.
+
+    Both at once is refused rather than one silently winning: which one a deployment meant is
+    not for the code to guess. An unreadable file is named, never its contents.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(name) or None
+    path = env.get(name + FILE_SUFFIX) or None
+    if path is None:
+        return value
+    if value is not None:
+        raise ConfigError(f"{name} and {name}{FILE_SUFFIX} are both set: use one of them")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().rstrip("\r\n") or None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:
+        why = "not UTF-8 text"
+    raise ConfigError(f"{name}{FILE_SUFFIX}={path} cannot be read: {why}")
+
+
 def load_settings(
     settings: Iterable[Setting], environ: Mapping[str, str] | None = None
 ) -> Settings:
     env = os.environ if environ is None else environ
     declared = list(settings)
-    development = env.get("FLEET_ENV", "production") == "development"
+    development = (setting_value("FLEET_ENV", env) or "production") == "development"
     values: dict[str, Any] = {}
     for setting in declared:
-        raw = env.get(setting.name)
-        if raw is None or raw == "":
+        raw = setting_value(setting.name, env)
+        if raw is None:
             raw = setting.dev_default if development and setting.dev_default else setting.default
         if raw is None:
             if setting.required:
+                path = env.get(setting.file_variable)
+                if path:
+                    raise ConfigError(f"{setting.name} is required but {setting.file_variable}"
+                                      f"={path} is empty")
                 raise ConfigError(f"{setting.name} is required but not set")
             values[setting.name] = None
             continue
@@ -247,7 +309,9 @@ def load_settings(
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             shown = "<hidden>" if setting.secret else repr(raw)
-            raise ConfigError(f"{setting.name}={shown} is invalid: {exc}") from None
+            source = f" (read from {setting.file_variable})" \
+                if env.get(setting.file_variable) else ""
+            raise ConfigError(f"{setting.name}={shown}{source} is invalid: {exc}") from None
     _check_jwt(values)
     return Settings(values)
 

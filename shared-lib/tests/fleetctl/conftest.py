@@ -30,9 +30,10 @@ def fleet_env(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> dict[str, str]:
     # Replicas and port bases, fleet-wide and per service: any of them moves the ports.
     layout = [name for name in os.environ if name.startswith("FLEET_")
               and name.endswith(("_REPLICAS", "_PORT_BASE"))]
-    for name in ("BROKER_URL", "DATABASE_URL", "JWT_SECRET", "FLEET_JWT_SECRET",
-                 "FLEET_SERVICES", "FLEET_GATEWAY_PORT", "EVENT_EXCHANGE",
-                 "EVENT_RETRY_DELAYS_MS", *layout):
+    settings = ("BROKER_URL", "DATABASE_URL", "JWT_SECRET", "EVENT_EXCHANGE",
+                "EVENT_RETRY_DELAYS_MS")
+    for name in (*settings, *(f"{s}_FILE" for s in settings), "FLEET_JWT_SECRET",
+                 "FLEET_SERVICES", "FLEET_GATEWAY_PORT", *layout):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FLEET_RUN_DIR", str(run_dir))
     return {"FLEET_RUN_DIR": str(run_dir)}

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from fleet_shared import gateway
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.settings import common_settings
+from fleet_shared.settings import FILE_SUFFIX, common_settings
 
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -297,4 +297,6 @@ class LocalConfig:
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra)
+        for name in list(env):  # nor a <NAME>_FILE for a setting given here
+            env.pop(f"{name}{FILE_SUFFIX}", None)
         return env

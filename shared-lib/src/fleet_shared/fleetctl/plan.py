@@ -21,6 +21,7 @@ from fleet_shared.fleetctl.config import LocalConfig, Replica
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.provision import service_command
 from fleet_shared.http.metrics import multiprocess_dir
+from fleet_shared.settings import ConfigError, common_settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,11 @@ class ProcessSpec:
 
 
 def _graceful_timeout(config: LocalConfig) -> float:
+    wanted = [s for s in common_settings("any") if s.name == "GRACEFUL_TIMEOUT"]
     try:
-        return float(config.environ.get("GRACEFUL_TIMEOUT") or 20) + 10
-    except ValueError:
-        return 30.0
+        return float(load_settings(wanted, config.environ)["GRACEFUL_TIMEOUT"]) + 10
+    except ConfigError:
+        return 30.0  # the services refuse to start and say why
 
 
 def service_processes(config: LocalConfig) -> list[ProcessSpec]:

@@ -1,8 +1,9 @@
 """Where a service's queues are and how to reach them, from the environment the services read.
 
-Broker: ``BROKER_URL`` (as in a pod), else ``FLEET_BROKER_URL`` (the local fleet's), else the
-local default. Queue names come from the same `Topology` the workers declare, with
-``EVENT_EXCHANGE`` and ``EVENT_RETRY_DELAYS_MS`` parsed by the services' own settings.
+Broker: ``BROKER_URL`` or the file ``BROKER_URL_FILE`` names (as in a pod), else
+``FLEET_BROKER_URL`` (the local fleet's), else the local default. Queue names come from the
+same `Topology` the workers declare, with ``EVENT_EXCHANGE`` and ``EVENT_RETRY_DELAYS_MS``
+parsed by the services' own settings.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from fleet_shared.events.broker import Topology, connection_parameters
 from fleet_shared.fleetctl.config import DEFAULT_BROKER_URL
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.settings import ConfigError, common_settings, load_settings
+from fleet_shared.settings import ConfigError, common_settings, load_settings, setting_value
 
 
 def broker_url(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
-    return env.get("BROKER_URL") or env.get("FLEET_BROKER_URL") or DEFAULT_BROKER_URL
+    try:
+        url = setting_value("BROKER_URL", env)
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from None
+    return url or env.get("FLEET_BROKER_URL") or DEFAULT_BROKER_URL
 
 
 def topology(service: str, environ: Mapping[str, str] | None = None) -> Topology:

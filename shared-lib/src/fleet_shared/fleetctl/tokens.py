@@ -1,13 +1,14 @@
 """``fleetctl token``: a development JWT on stdout, and nothing else (for ``$(...)``).
 
 HS256 with the secret the services use: ``FLEET_JWT_SECRET`` (what `fleetctl up` gives the
-local fleet), else ``JWT_SECRET`` (inside a pod). The development secret is public (it is in
-this repository), so it is used only where it is the services' secret too: with
-``FLEET_ENV=development``, or for the local fleet `fleetctl up` (``make run``) started in this
-run directory with it (its state file says so). Anywhere else a missing secret, the
-development secret or a placeholder is refused rather than minting a token no real service
-should accept. With ``--private-key FILE`` it signs RS256 (RSA key) or ES256 (P-256 key)
-instead. Lifetimes are capped at MAX_TTL: a token cannot be revoked, only outlived.
+local fleet), else ``JWT_SECRET`` or the file ``JWT_SECRET_FILE`` names (inside a pod). The
+development secret is public (it is in this repository), so it is used only where it is the
+services' secret too: with ``FLEET_ENV=development``, or for the local fleet `fleetctl up`
+(``make run``) started in this run directory with it (its state file says so). Anywhere else a
+missing secret, the development secret or a placeholder is refused rather than minting a token
+no real service should accept. With ``--private-key FILE`` it signs RS256 (RSA key) or ES256
+(P-256 key) instead. Lifetimes are capped at MAX_TTL: a token cannot be revoked, only
+outlived.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from fleet_shared.fleetctl.config import development_default, run_dir
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.state import read_state
 from fleet_shared.http.auth import mint_token
-from fleet_shared.settings import is_well_known_secret, parse_audiences, parse_duration
+from fleet_shared.settings import (
+    ConfigError,
+    Settings,
+    common_settings,
+    is_well_known_secret,
+    load_settings,
+    parse_duration,
+    setting_value,
+)
 
 SCOPE = re.compile(r"^[a-z][a-z0-9_-]*:(read|write)$")
 MAX_TTL = 24 * 3600
@@ -43,9 +52,25 @@ def parse_ttl(raw: str) -> int:
     return seconds
 
 
+def _settings(env: Mapping[str, str], *names: str) -> Settings:
+    """The named service settings, read as the services read them (``<NAME>_FILE`` too)."""
+    try:
+        return load_settings([s for s in common_settings("any") if s.name in names], env)
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from None
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """A service setting as given (``<NAME>`` or ``<NAME>_FILE``), before any check."""
+    try:
+        return setting_value(name, env)
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from None
+
+
 def _development(env: Mapping[str, str]) -> tuple[bool, str]:
     """Whether the development secret is the services' secret here, and if not, why not."""
-    fleet_env = env.get("FLEET_ENV")
+    fleet_env = _raw(env, "FLEET_ENV")
     if fleet_env == "development":
         return True, ""
     if fleet_env:
@@ -63,7 +88,7 @@ def _development(env: Mapping[str, str]) -> tuple[bool, str]:
 def signing_secret(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     name = "FLEET_JWT_SECRET" if env.get("FLEET_JWT_SECRET") else "JWT_SECRET"
-    secret = env.get(name)
+    secret = env.get(name) if name == "FLEET_JWT_SECRET" else _raw(env, name)
     if not secret:
         allowed, why = _development(env)
         if not allowed:
@@ -83,15 +108,12 @@ def signing_secret(environ: Mapping[str, str] | None = None) -> str:
 
 def _claims(env: Mapping[str, str]) -> dict[str, Any]:
     """The issuer and audience the services check, when this environment sets them (a pod)."""
+    settings = _settings(env, "JWT_ISSUER", "JWT_AUDIENCE")
     claims: dict[str, Any] = {}
-    if env.get("JWT_ISSUER"):
-        claims["iss"] = env["JWT_ISSUER"]
-    if env.get("JWT_AUDIENCE"):
-        try:
-            claims["aud"] = parse_audiences(env["JWT_AUDIENCE"])[0]
-        except ValueError:
-            raise CommandError("JWT_AUDIENCE is invalid: must name at least one audience",
-                               2) from None
+    if settings["JWT_ISSUER"]:
+        claims["iss"] = settings["JWT_ISSUER"]
+    if settings["JWT_AUDIENCE"]:
+        claims["aud"] = settings["JWT_AUDIENCE"][0]
     return claims
 
 
