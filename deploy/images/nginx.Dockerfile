@@ -6,14 +6,15 @@
 ARG DEBIAN_IMAGE=fleet-local/debian:bookworm
 FROM ${DEBIAN_IMAGE}
 
-# Pinned by the Debian release, not by package version (see python.Dockerfile). The package's
+# Pinned by the Debian release, not by package version (see python.Dockerfile). wget is what
+# `helm test gateway` runs in this image (the release image has BusyBox's). The package's
 # own site and log files are removed: the gateway renders its whole configuration into /tmp
 # and logs to the standard streams.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nginx gettext-base \
+    && apt-get install -y --no-install-recommends nginx gettext-base wget \
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* /var/log/nginx/* \
-    && nginx -v && command -v envsubst
+    && nginx -v && command -v envsubst && command -v wget
 
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]

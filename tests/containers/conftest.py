@@ -14,12 +14,6 @@ import container_harness
 import pytest
 from container_harness import SERVICES, ContainerFleet
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "containers: builds the images and runs them as Kubernetes would (slow)")
-
-
 _build_report: list[str] = []
 
 

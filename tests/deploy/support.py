@@ -267,7 +267,7 @@ def build_chart_tree(destination: Path) -> Path:
 
     tree = destination / "helm"
     shutil.copytree(HELM, tree, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-    for chart in (*SERVICE_CHARTS, "gateway", "fleet"):
+    for chart in (*SERVICE_CHARTS, "gateway", "fleet-monitoring", "fleet"):
         helm.dependency_update(tree / chart, skip_refresh=True)
     return tree
 

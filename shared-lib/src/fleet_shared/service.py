@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from fleet_shared import logs, retention
 from fleet_shared.contracts import has_consumers, subscriptions, validate
 from fleet_shared.db import Database
-from fleet_shared.events.broker import Topology
+from fleet_shared.events.broker import QueueDepth, Topology
 from fleet_shared.events.consumer import Consumer, Handler
 from fleet_shared.events.relay import OutboxRelay
 from fleet_shared.http.metrics import multiprocess_dir
@@ -32,6 +32,8 @@ from fleet_shared.settings import (
     load_settings,
 )
 from fleet_shared.worker import PeriodicTask, Worker
+
+QUEUE_DEPTH_INTERVAL = 5.0  # seconds; a third of the default scrape interval
 
 GUNICORN_SETTINGS = ("BIND_HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GRACEFUL_TIMEOUT")
 
@@ -122,6 +124,10 @@ def build_worker(spec: ServiceSpec, settings: Settings, health: bool = True) -> 
     tasks = [PeriodicTask("retention", retention.PRUNE_INTERVAL,
                           partial(retention.prune, db, settings,
                                   tables=retention.TABLES + spec.retained))]
+    if consumer is not None:
+        depth = QueueDepth(settings["BROKER_URL"], consumer.topology.queue,
+                           f"{spec.name}-queue-depth")
+        tasks.append(PeriodicTask("queue-depth", QUEUE_DEPTH_INTERVAL, depth, depth.close))
     if spec.periodic is not None:
         tasks.extend(spec.periodic(db, settings))
     return Worker(db, relay, consumer, settings["HEALTH_PORT"] if health else None,

@@ -52,6 +52,7 @@ class PeriodicTask:
     name: str
     interval: float
     run: Callable[[], object]
+    close: Callable[[], object] | None = None  # called once when the worker stops
 
 
 class Scheduler:
@@ -74,6 +75,12 @@ class Scheduler:
                     due[task.name] = time.monotonic() + task.interval
                     self.heartbeat = time.monotonic()
             stop.wait(max(0.05, min(due.values(), default=now + 1.0) - time.monotonic()))
+        for task in self.tasks:
+            if task.close is not None:
+                try:
+                    task.close()
+                except Exception:  # noqa: BLE001 - stopping anyway
+                    log.exception("periodic task failed to close", extra={"task": task.name})
 
 
 def _metrics_registry() -> CollectorRegistry:

@@ -107,3 +107,25 @@ def test_a_failing_periodic_task_runs_again_at_its_next_turn(
     with running(scheduler.run):
         wait_for(lambda: runs.count("flaky") >= 3 and runs.count("steady") >= 3, timeout=15)
     assert time.monotonic() - scheduler.heartbeat < 5
+
+
+def test_queue_depth_is_measured_beside_the_consumer(
+    topology: Topology, broker_url: str
+) -> None:
+    """The depth keeps being reported while no consumer runs (a held batch, a stuck thread)."""
+    from broker_harness import declare, publish_raw
+
+    from fleet_shared.events import metrics
+    from fleet_shared.events.broker import QueueDepth
+
+    depth = QueueDepth(broker_url, topology.queue, "test-depth")
+    try:
+        depth()  # the queue does not exist yet: nothing reported, nothing raised
+        declare(topology, broker_url)
+        for _ in range(3):
+            publish_raw(broker_url, topology.exchange, b"{}")
+        depth()
+        assert metrics.QUEUE_READY.labels(topology.queue)._value.get() == 3
+    finally:
+        depth.close()
+        metrics.QUEUE_READY.remove(topology.queue)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pika
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from fleet_shared.events import metrics
+
+log = logging.getLogger(__name__)
 
 # Errors after which a new connection may succeed: the broker restarted or the network dropped.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
@@ -115,3 +120,39 @@ class Topology:
 
     def all_queues(self) -> Iterable[str]:
         return [self.queue, *self.retry_queues, self.parking_queue]
+
+
+class QueueDepth:
+    """Reads how many messages wait in a queue, on a connection of its own, for the worker's
+    periodic tasks: measured beside the consumer rather than inside its loop, the figure keeps
+    moving while the consumer holds a batch through a database outage or is stuck — exactly
+    when an operator needs it (`fleet_queue_messages_ready`)."""
+
+    def __init__(self, broker_url: str, queue: str, name: str) -> None:
+        self.broker_url = broker_url
+        self.queue = queue
+        self.name = name
+        self._connection: BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def __call__(self) -> None:
+        try:
+            if self._connection is None or not self._connection.is_open:
+                self._connection = BlockingConnection(
+                    connection_parameters(self.broker_url, self.name))
+                self._channel = self._connection.channel()
+            assert self._channel is not None
+            declared = self._channel.queue_declare(self.queue, passive=True)
+        except CONNECTION_ERRORS as exc:  # broker away or queue not declared yet: next turn
+            log.debug("queue depth unavailable", extra={"error": repr(exc)})
+            self.close()
+            return
+        metrics.QUEUE_READY.labels(self.queue).set(declared.method.message_count)
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except CONNECTION_ERRORS:
+                pass

@@ -50,7 +50,6 @@ _RECORD = ("INSERT INTO inbox (event_id, type) SELECT * FROM unnest(%s::uuid[], 
 
 ATTEMPT_HEADER = "x-fleet-attempt"
 REASON_HEADER = "x-fleet-parked-reason"
-QUEUE_DEPTH_INTERVAL = 5.0
 CONTENTION_RETRIES = 4  # per batch, then per delivery
 UNKNOWN_TYPE = "unknown"  # the metric label of anything that is not a handled type
 
@@ -151,7 +150,6 @@ class Consumer:
 
             tag = channel.basic_consume(self.topology.queue, on_message_callback=collect)
             self.connected.set()
-            last_depth = 0.0
             while not stop.is_set():
                 self.heartbeat = time.monotonic()
                 connection.process_data_events(time_limit=0 if batch else 0.5)
@@ -164,11 +162,6 @@ class Consumer:
                     current = batch[:self.batch_size]
                     del batch[:self.batch_size]
                     self._handle_batch(connection, channel, current, stop)
-                if time.monotonic() - last_depth > QUEUE_DEPTH_INTERVAL:
-                    last_depth = time.monotonic()
-                    depth = channel.queue_declare(self.topology.queue, passive=True)
-                    metrics.QUEUE_READY.labels(self.topology.queue).set(
-                        depth.method.message_count)
             # Graceful stop: anything prefetched but not handled goes back to the queue.
             channel.basic_cancel(tag)
         finally:
