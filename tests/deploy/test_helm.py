@@ -321,7 +321,8 @@ def test_umbrella_dependencies_match_the_charts() -> None:
         chart = yaml.safe_load((HELM / dependency["name"] / "Chart.yaml").read_text())
         assert dependency["version"] == chart["version"]
         assert dependency["repository"] == f"file://../{dependency['name']}"
-        assert dependency["condition"] == f"{dependency['name']}.enabled"
+        key = dependency.get("alias", dependency["name"])  # the values key of the subchart
+        assert dependency["condition"] == f"{key}.enabled"
     for name in CHARTS:
         chart = yaml.safe_load((HELM / name / "Chart.yaml").read_text())
         if name != "fleet":
@@ -336,3 +337,16 @@ def test_no_vendored_dependencies_in_the_repository() -> None:
     for name in CHARTS:
         assert not list((HELM / name).glob("charts/*.tgz")), \
             f"helm/{name}/charts/ holds archives: remove them (they go stale)"
+
+
+def test_the_umbrella_installs_monitoring_only_when_asked(chart_tree: Path) -> None:
+    """Off by default (it needs the Prometheus Operator's CRDs); on, the umbrella renders the
+    monitoring chart's PodMonitors, alerts and dashboard beside the services."""
+    tree = chart_tree
+    kinds = {"PodMonitor", "PrometheusRule"}
+    assert not {o["kind"] for o in helm_objects(helm_render(tree / "fleet"))} & kinds
+    enabled = helm_objects(helm_render(tree / "fleet", {"monitoring": {"enabled": True}}))
+    assert kinds <= {o["kind"] for o in enabled}
+    assert any(o["kind"] == "ConfigMap"
+               and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+               for o in enabled)
