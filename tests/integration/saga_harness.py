@@ -17,11 +17,11 @@ from fleet_shared.db import Database
 from fleet_shared.service import ServiceSpec, build_worker
 from fleet_shared.testing import JWT_SECRET, token, wait_for
 from inventory.app import create_app as inventory_app
-from inventory.service import SERVICE as INVENTORY
+from inventory.spec import SERVICE as INVENTORY
 from shipping.app import create_app as shipping_app
-from shipping.service import SERVICE as SHIPPING
+from shipping.spec import SERVICE as SHIPPING
 from support.app import create_app as support_app
-from support.service import SERVICE as SUPPORT
+from support.spec import SERVICE as SUPPORT
 
 SPECS = {"inventory": (INVENTORY, inventory_app), "shipping": (SHIPPING, shipping_app),
          "support": (SUPPORT, support_app)}

@@ -18,7 +18,7 @@ from fleet_shared.testing import (
     service_fixtures,
     wait_for,
 )
-from support.service import SERVICE
+from support.spec import SERVICE
 
 database_url, settings_env, app, db, client, auth = service_fixtures("support")
 

@@ -16,7 +16,7 @@ from inventory.reconciliation import DEFAULT_SCHEDULE
 @dataclass
 class ReservationRequests:
     """Reserves for a shipment. `check_after` is the worker's RESERVATION_CHECK_AFTER, set
-    when the worker is built (`inventory.service.worker_tasks`): the handler table is static
+    when the worker is built (`inventory.spec.worker_tasks`): the handler table is static
     and hands a handler no settings."""
 
     check_after: timedelta = DEFAULT_SCHEDULE.first

@@ -119,5 +119,5 @@ class CancelledReference(Base):
     reference: Mapped[str] = mapped_column(String(100), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    # Pruned after INBOX_RETENTION (inventory.service.RETAINED), oldest first.
+    # Pruned after INBOX_RETENTION (inventory.spec.RETAINED), oldest first.
     __table_args__ = (Index("cancelled_references_created_at", "created_at"),)

@@ -23,7 +23,7 @@ from fleet_shared.events.envelope import Event
 from fleet_shared.testing import delete_queues, wait_for
 from inventory import handlers, reconciliation, services
 from inventory.reconciliation import CheckSchedule, check_batch, check_reservations
-from inventory.service import SERVICE
+from inventory.spec import SERVICE
 
 pytestmark = pytest.mark.integration
 Headers = dict[str, str]

@@ -20,7 +20,7 @@ from fleet_shared.events.envelope import Event
 from fleet_shared.testing import delete_queues, wait_for
 from inventory import services
 from inventory.reconciliation import DEFAULT_SCHEDULE
-from inventory.service import SERVICE
+from inventory.spec import SERVICE
 
 pytestmark = pytest.mark.integration
 Headers = dict[str, str]

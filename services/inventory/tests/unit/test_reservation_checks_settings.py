@@ -11,7 +11,7 @@ import pytest
 from fleet_shared.db import Database
 from fleet_shared.settings import ConfigError
 from inventory import handlers, metrics, reconciliation
-from inventory.service import SERVICE, worker_tasks
+from inventory.spec import SERVICE, worker_tasks
 
 ENV = {"DATABASE_URL": "postgresql://inventory@db/inventory",
        "BROKER_URL": "amqp://guest:guest@broker/%2F", "JWT_SECRET": "s" * 32}

@@ -6,7 +6,7 @@ from flask import Flask
 
 from fleet_shared.http.app import create_service_app
 from shipping.resources import register
-from shipping.service import SERVICE
+from shipping.spec import SERVICE
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:

@@ -24,7 +24,7 @@ from fleet_shared.events.consumer import REASON_HEADER, Consumer
 from fleet_shared.events.envelope import Event
 from fleet_shared.testing import delete_queues, wait_for
 from shipping import services
-from shipping.service import SERVICE
+from shipping.spec import SERVICE
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipping import states
-from shipping.service import SERVICE
+from shipping.spec import SERVICE
 
 DOC = (Path(__file__).resolve().parents[4] / "docs" / "shipping.md").read_text()
 

@@ -10,7 +10,7 @@ import pytest
 
 from fleet_shared.settings import ConfigError
 from shipping import saga
-from shipping.service import SERVICE
+from shipping.spec import SERVICE
 
 REQUIRED = {"DATABASE_URL": "postgresql://x@db/x", "BROKER_URL": "amqp://mq/",
             "JWT_SECRET": "s" * 32}

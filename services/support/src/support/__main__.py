@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fleet_shared.service import service_main
-from support.service import SERVICE
+from support.spec import SERVICE
 
 
 def main() -> None:

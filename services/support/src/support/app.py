@@ -6,7 +6,7 @@ from flask import Flask
 
 from fleet_shared.http.app import create_service_app
 from support.resources import register
-from support.service import SERVICE
+from support.spec import SERVICE
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:

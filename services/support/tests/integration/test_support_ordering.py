@@ -18,7 +18,7 @@ from fleet_shared.db import Database
 from fleet_shared.events.envelope import Event
 from fleet_shared.testing import wait_for
 from support.handlers import HANDLERS
-from support.service import SERVICE
+from support.spec import SERVICE
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from fleet_shared.events.envelope import Event
 from fleet_shared.problems import Problem
 from fleet_shared.settings import load_settings
 from support import handlers, services
-from support.service import SERVICE
+from support.spec import SERVICE
 
 STATUSES = ("open", "pending", "resolved", "closed")
 ALLOWED = {("open", "pending"), ("pending", "resolved"), ("pending", "open"),
