@@ -25,7 +25,7 @@ deps-system:
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v busybox >/dev/null 2>&1 || missing="$$missing busybox"; \
-	command -v dockerd >/dev/null 2>command -v docker >/dev/null 2>&1 || missing="$$missing docker.io"1 || missing="$$missing docker.io"; \
+	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
 	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
 	command -v pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
 	if [ -n "$$missing" ]; then \
