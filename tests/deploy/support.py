@@ -266,7 +266,10 @@ def build_chart_tree(destination: Path) -> Path:
     import helm_python as helm
 
     tree = destination / "helm"
-    shutil.copytree(HELM, tree, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    # symlinks=True: the service charts' schema is a link to fleet-common's, loaded as Helm
+    # loads it from a checkout.
+    shutil.copytree(HELM, tree, symlinks=True,
+                    ignore=shutil.ignore_patterns("charts", "Chart.lock"))
     for chart in (*SERVICE_CHARTS, "gateway", "fleet-monitoring", "fleet"):
         helm.dependency_update(tree / chart, skip_refresh=True)
     return tree
