@@ -123,14 +123,14 @@ def service_info(name: str) -> ServiceInfo:
     from fleet_shared.settings import common_settings
 
     try:
-        module = importlib.import_module(f"{name}.service")
+        module = importlib.import_module(f"{name}.spec")
     except ModuleNotFoundError as error:
         # Only a service that is not there yet falls back; a broken import is a failure.
-        if error.name not in (name, f"{name}.service"):
+        if error.name not in (name, f"{name}.spec"):
             raise
         return ServiceInfo(name, common_settings(name), False)
     spec = module.SERVICE
-    assert spec.name == name, f"{name}.service.SERVICE.name is {spec.name!r}"
+    assert spec.name == name, f"{name}.spec.SERVICE.name is {spec.name!r}"
     return ServiceInfo(name, tuple(spec.settings), True)
 
 

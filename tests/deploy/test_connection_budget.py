@@ -86,7 +86,7 @@ def _pgbouncer_server_connections(objects: Objects, deployment: dict[str, Any]) 
 
 def budget(objects: Objects, service: str, root: Path) -> Budget:
     world = World(objects, stand_in=stand_in)
-    spec = importlib.import_module(f"{service}.service").SERVICE
+    spec = importlib.import_module(f"{service}.spec").SERVICE
     settings = {}
     for name, component, container in service_containers(world):
         if name == service and component not in settings:

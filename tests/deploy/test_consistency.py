@@ -178,7 +178,7 @@ def test_every_service_object_is_used_once_importable(
     """The consistency tests read <svc>.service.SERVICE when it imports; until then they fall
     back to the common settings. Report which source each service used."""
     missing = [name for name, info in service_infos.items() if not info.from_service_object]
-    assert not missing, f"{', '.join(missing)}.service does not import: the consistency " \
+    assert not missing, f"{', '.join(missing)}.spec does not import: the consistency " \
         "tests fell back to fleet_shared.settings.common_settings"
 
 
@@ -201,7 +201,7 @@ def _gateway_env(objects: Objects) -> dict[str, str]:
                                     "kustomize:prod"])
 def test_gateway_settings_match_its_template(deploy_targets: dict[str, Objects],
                                              target: str) -> None:
-    from fleet_shared import gateway
+    from fleet_tools import gateway
 
     template_variables = gateway.template_variables(gateway.read_template())
     assert template_variables == gateway.TEMPLATE_VARIABLES
@@ -239,7 +239,7 @@ TRUSTED_PROXIES = {
 @pytest.mark.parametrize("target", sorted(TRUSTED_PROXIES))
 def test_gateway_trusts_the_proxies_its_target_names(deploy_targets: dict[str, Objects],
                                                      target: str) -> None:
-    from fleet_shared import gateway
+    from fleet_tools import gateway
 
     objects = deploy_targets[target]
     # The configuration the gateway pod renders from the ConfigMap its container reads.
@@ -264,9 +264,9 @@ def test_gateway_trusts_the_proxies_its_target_names(deploy_targets: dict[str, O
 
 def _service_package(name: str) -> Any:
     try:
-        return importlib.import_module(f"{name}.service")
+        return importlib.import_module(f"{name}.spec")
     except ModuleNotFoundError as error:
-        if error.name in (name, f"{name}.service"):
+        if error.name in (name, f"{name}.spec"):
             pytest.fail(f"{name} is not installed in this environment (make setup)")
         raise
 

@@ -91,7 +91,7 @@ def test_every_service_process_loads_its_settings(deploy_targets: dict[str, Obje
     assert {component for _, component, _ in found} >= {"api", "worker"}, target
     failures = []
     for service, component, container in found:
-        spec = importlib.import_module(f"{service}.service").SERVICE
+        spec = importlib.import_module(f"{service}.spec").SERVICE
         where = f"{target} {container.where}"
         failures += [f"{where}: {problem}" for problem in _check_files(container)]
         try:
@@ -152,6 +152,6 @@ def test_a_weak_secret_is_caught(deploy_targets: dict[str, Objects], target: str
             secret["data"]["JWT_SECRET"] = base64.b64encode(b"fleet-development-secret").decode()
     world = World(objects, stand_in=stand_in)
     service, _, container = next(iter(service_containers(world)))
-    spec = importlib.import_module(f"{service}.service").SERVICE
+    spec = importlib.import_module(f"{service}.spec").SERVICE
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         spec.load_settings(materialise(container, tmp_path))
