@@ -7,10 +7,12 @@ FLEET_IMAGE_TAG ?= dev
 
 .PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system images
 
-## setup: install uv if missing, then every package and dev tool from the lock file
+## setup: install uv if missing, then every package (the services, fleet-shared, and the
+## development tools of tools/: the local fleet, the gateway renderer, the pytest plugin) and
+## every dev tool from the lock file
 setup: .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock shared-lib/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+.venv/.synced: pyproject.toml uv.lock shared-lib/pyproject.toml tools/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user uv
 	$(UV) sync --frozen --all-packages
 	@touch $@
@@ -55,7 +57,7 @@ status: setup
 
 ## test: lint, type checks and every test (unit, integration, e2e, deploy)
 test: setup deps-system lint typecheck
-	.venv/bin/pytest shared-lib/tests $(foreach s,$(SERVICES),services/$(s)/tests) tests
+	.venv/bin/pytest shared-lib/tests tools/tests $(foreach s,$(SERVICES),services/$(s)/tests) tests
 
 test-unit: setup
 	.venv/bin/pytest -q shared-lib/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit)
@@ -64,7 +66,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 typecheck: setup
-	.venv/bin/mypy shared-lib/src $(foreach s,$(SERVICES),services/$(s)/src) benchmarks
+	.venv/bin/mypy shared-lib/src tools/src $(foreach s,$(SERVICES),services/$(s)/src) benchmarks
 
 ## bench: throughput figures, each against a baseline measured in the same run
 bench: setup deps-system

@@ -1,1 +1,1 @@
-pytest_plugins = ["fleet_shared.testing"]
+pytest_plugins = ["fleet_tools.testing"]

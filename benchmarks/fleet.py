@@ -28,7 +28,7 @@ import requests
 
 from benchmarks.harness import Result, gunicorn, wrk
 from fleet_shared.http.auth import mint_token
-from fleet_shared.testing import BROKER_HOST, PG_ADMIN_URL, drop_database, rabbitmqctl
+from fleet_tools.testing import BROKER_HOST, PG_ADMIN_URL, drop_database, rabbitmqctl
 
 FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
 SERVICES = ("inventory", "shipping", "support")

@@ -27,7 +27,7 @@ from fleet_shared import migrations, retention
 from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.settings import common_settings, load_settings
-from fleet_shared.testing import create_database, delete_queues, drop_database, token
+from fleet_tools.testing import create_database, delete_queues, drop_database, token
 from inventory.app import create_app
 
 ROWS = 3_000_000

@@ -20,7 +20,7 @@ import requests
 
 from fleet_shared import migrations
 from fleet_shared.http.metrics import multiprocess_dir
-from fleet_shared.testing import (
+from fleet_tools.testing import (
     BROKER_HOST,
     JWT_SECRET,
     create_database,

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 import requests
 
 from benchmarks.harness import Result, Server, gunicorn, wrk_run
-from fleet_shared.testing import token
+from fleet_tools.testing import token
 
 ROUNDS = 3
 

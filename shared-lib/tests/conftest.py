@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, text
 
 from fleet_shared.db import Database, engine_url, install_infrastructure
 from fleet_shared.events.broker import Topology
-from fleet_shared.testing import delete_queues, truncate_all
+from fleet_tools.testing import delete_queues, truncate_all
 
 EVENT_TYPE = "test.thing.happened"
 

@@ -32,9 +32,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from fleet_shared.fleetctl.provision import ensure_database, ensure_role
 from fleet_shared.http.auth import mint_token
-from fleet_shared.testing import BROKER_HOST, PG_ADMIN_URL, RUN_ID, drop_database, rabbitmqctl
+from fleet_tools.provision import ensure_database, ensure_role
+from fleet_tools.testing import BROKER_HOST, PG_ADMIN_URL, RUN_ID, drop_database, rabbitmqctl
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "deploy" / "images" / "build.sh"

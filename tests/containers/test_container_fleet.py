@@ -23,7 +23,7 @@ from container_harness import (
     wait_for,
 )
 
-from fleet_shared.testing import PG_ADMIN_URL
+from fleet_tools.testing import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containers,
               # The first test builds the images when no earlier test has.

@@ -122,7 +122,7 @@ def test_gateway(compose_model: dict[str, Any]) -> None:
 
 def test_gateway_trusted_proxies_come_from_the_env_file(tmp_path: Path) -> None:
     """With a proxy in front, .env names it; the gateway renders it as its trusted range."""
-    from fleet_shared import gateway
+    from fleet_tools import gateway
 
     env_file = tmp_path / "env"
     env_file.write_text((REPO / ".env.example").read_text()

@@ -1,12 +1,16 @@
 """The service images: one Dockerfile per service, multi-stage, pinned, non-root, lint clean,
-buildable by the classic builder. (tests/containers builds and runs them.)"""
+buildable by the classic builder, with the runtime only (no development tools). (tests/containers
+builds and runs them.)"""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tomllib
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,3 +228,80 @@ def test_service_wheel_ships_its_migrations(name: str) -> None:
         f"{env_files[0].relative_to(REPO)} is not inside the wheel ({[str(r) for r in roots]}): "
         f"move migrations/ into src/{name}/ or add it to "
         "[tool.hatch.build.targets.wheel.force-include]")
+
+
+# --- the runtime only ---------------------------------------------------------------------------
+
+#: fleet-shared's code, the package every image installs.
+RUNTIME = REPO / "shared-lib" / "src" / "fleet_shared"
+#: What only a checkout needs and fleet-tools (tools/) holds: the local supervisor, planner,
+#: provisioner and their configuration and state, the gateway renderer, the pytest plugin.
+DEVELOPMENT_MODULES = (
+    "fleetctl/config.py", "fleetctl/local.py", "fleetctl/supervisor.py", "fleetctl/plan.py",
+    "fleetctl/provision.py", "fleetctl/prereqs.py", "fleetctl/up.py", "fleetctl/down.py",
+    "fleetctl/restart.py", "fleetctl/state.py", "gateway.py", "testing.py",
+)
+TOOLS_PACKAGE = "fleet-tools"
+
+
+def test_the_runtime_package_holds_no_development_tools() -> None:
+    present = [module for module in DEVELOPMENT_MODULES if (RUNTIME / module).exists()]
+    assert not present, (
+        f"fleet_shared (installed in every image) holds {present}: the local fleet, the gateway "
+        "renderer and the pytest plugin belong in tools/src/fleet_tools")
+    # Nor does the runtime reach for them: an import would fail in an image, or pull them in.
+    importers = []
+    for path in sorted(RUNTIME.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            if any(m.split(".")[0] in ("fleet_tools", "pytest") for m in modules):
+                importers.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not importers, f"the runtime imports development packages: {importers}"
+
+
+def _locked_closure(root: str) -> set[str]:
+    """Every package `root` installs from uv.lock without dev groups (as the images' `uv sync
+    --no-dev --package` does), extras included."""
+    locked: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for package in tomllib.loads((REPO / "uv.lock").read_text())["package"]:
+        locked[package["name"]].append(package)
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    pending: list[tuple[str, tuple[str, ...]]] = [(root, ())]
+    while pending:
+        name, extras = pending.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        assert name in locked, f"{name} is not in uv.lock"
+        for package in locked[name]:
+            entries = list(package.get("dependencies", []))
+            for extra in extras:
+                entries += package.get("optional-dependencies", {}).get(extra, [])
+            pending += [(entry["name"], tuple(entry.get("extra", ()))) for entry in entries]
+    return {name for name, _extras in seen}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_image_installs_the_development_tools(name: str) -> None:
+    closure = _locked_closure(f"fleet-{name}")
+    assert "fleet-shared" in closure, "the closure is computed from uv.lock as the image's"
+    assert TOOLS_PACKAGE not in closure, (
+        f"fleet-{name}'s dependencies in uv.lock include {TOOLS_PACKAGE}: its image would "
+        "install the local supervisor and the pytest plugin")
+    assert "pytest" not in closure, f"fleet-{name}'s image would install pytest"
+
+
+def test_the_tools_are_a_workspace_member_the_images_only_read() -> None:
+    """uv checks uv.lock against every member, so the builder needs tools/pyproject.toml and
+    .dockerignore lets in that file alone."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!tools/pyproject.toml" in lines and "!tools/" not in lines
+    for path in SERVICE_DOCKERFILES.values():
+        copies = [rest for keyword, rest in instructions(path) if keyword == "COPY"]
+        assert "tools/pyproject.toml tools/" in copies
+        assert not [c for c in copies if c.startswith("tools/") and "pyproject.toml" not in c]

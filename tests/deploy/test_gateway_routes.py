@@ -97,7 +97,7 @@ def nginx() -> str:
 
 def pod_values(settings: Mapping[str, str], tmp_path: Path) -> dict[str, str]:
     """The template's values as the entrypoint builds them in a pod of namespace "fleet"."""
-    from fleet_shared import gateway
+    from fleet_tools import gateway
 
     resolv_conf = tmp_path / "resolv.conf"
     resolv_conf.write_text(POD_RESOLV_CONF)
@@ -108,7 +108,7 @@ def pod_values(settings: Mapping[str, str], tmp_path: Path) -> dict[str, str]:
 
 def nginx_accepts(nginx: str, values: Mapping[str, str], tmp_path: Path) -> None:
     """`nginx -t` on the rendered file: every name in it is left for later, none looked up."""
-    from fleet_shared import gateway
+    from fleet_tools import gateway
 
     conf = gateway.write_config(tmp_path, values)
     result = subprocess.run(gateway.nginx_command(tmp_path, conf, "-t", nginx=nginx),

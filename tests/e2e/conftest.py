@@ -14,7 +14,7 @@ import pytest
 from e2e_client import FleetClient
 from e2e_fleet import ALL_SCOPES, SERVICES, Fleet
 
-from fleet_shared.fleetctl.config import installed_service_names
+from fleet_tools.config import installed_service_names
 
 
 @pytest.fixture(scope="module")

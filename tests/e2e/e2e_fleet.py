@@ -29,10 +29,10 @@ import psycopg
 import pytest
 from e2e_client import FleetClient
 
-from fleet_shared.fleetctl.config import MAX_REPLICAS, LocalConfig
-from fleet_shared.fleetctl.prereqs import planned_ports
 from fleet_shared.http.auth import mint_token
-from fleet_shared.testing import PG_ADMIN_URL, RUN_ID, drop_database
+from fleet_tools.config import MAX_REPLICAS, LocalConfig
+from fleet_tools.prereqs import planned_ports
+from fleet_tools.testing import PG_ADMIN_URL, RUN_ID, drop_database
 
 FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
 SERVICES = ("inventory", "shipping", "support")

@@ -35,7 +35,7 @@ from e2e_fleet import Fleet, wait_for
 
 from fleet_shared.events.consumer import ATTEMPT_HEADER
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import BROKER_HOST, rabbitmqctl
+from fleet_tools.testing import BROKER_HOST, rabbitmqctl
 
 pytestmark = pytest.mark.e2e
 

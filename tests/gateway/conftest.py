@@ -40,7 +40,7 @@ from gateway_harness import (
     write_config,
 )
 
-from fleet_shared import gateway as gw
+from fleet_tools import gateway as gw
 
 
 @pytest.fixture

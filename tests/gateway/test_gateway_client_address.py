@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from gateway_harness import Gateway, Response, StartGateway, assert_problem
 
-from fleet_shared import gateway as gw
-from fleet_shared.fleetctl import plan
-from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError
+from fleet_tools import gateway as gw
+from fleet_tools import plan
+from fleet_tools.config import LocalConfig
 
 PROXY = "127.0.0.2"
 UNTRUSTED = "127.0.0.3"

@@ -26,7 +26,7 @@ from gateway_harness import (
     write_config,
 )
 
-from fleet_shared import gateway as gw
+from fleet_tools import gateway as gw
 
 REPO = gw.TEMPLATE_PATH.parents[1]
 DOCKERFILE = REPO / "gateway" / "Dockerfile"

@@ -20,7 +20,7 @@ from gateway_harness import (
     VALID_SERVERS,
 )
 
-from fleet_shared import gateway as gw
+from fleet_tools import gateway as gw
 
 UPSTREAMS = {
     "inventory": ["127.0.0.1:8111", "127.0.0.1:8112"],

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from fleet_shared.db import Database
 from fleet_shared.service import ServiceSpec, build_worker
-from fleet_shared.testing import JWT_SECRET, token, wait_for
+from fleet_tools.testing import JWT_SECRET, token, wait_for
 from inventory.app import create_app as inventory_app
 from inventory.spec import SERVICE as INVENTORY
 from shipping.app import create_app as shipping_app

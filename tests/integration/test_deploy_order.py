@@ -17,7 +17,7 @@ from saga_harness import SPECS, Fleet, service_env, start_worker
 from fleet_shared import migrations
 from fleet_shared.contracts import consumers_of
 from fleet_shared.service import declare_topology
-from fleet_shared.testing import delete_queues, truncate_all, wait_for
+from fleet_tools.testing import delete_queues, truncate_all, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from fleet_shared import migrations
 from fleet_shared.events import metrics
-from fleet_shared.testing import delete_queues, truncate_all, wait_for
+from fleet_tools.testing import delete_queues, truncate_all, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from fleet_shared.fleetctl.config import installed_service_names
+from fleet_tools.config import installed_service_names
 
 #: Series Prometheus itself or kube-state-metrics provide (kube-prometheus-stack installs the
 #: latter); the alerts and the dashboard read these and nothing else from outside Fleet.

@@ -99,7 +99,7 @@ def test_runbooks_link_only_to_pages_that_exist() -> None:
 
 
 def test_the_service_list_in_the_rules_is_the_fleets() -> None:
-    from fleet_shared.fleetctl.config import installed_service_names
+    from fleet_tools.config import installed_service_names
 
     services = "(" + "|".join(installed_service_names()) + ")"
     for alert in alerts(source_rule()):

@@ -45,7 +45,7 @@ from monitoring_manifests import (
 from prometheus_server import Pod, Prometheus, podmonitor_scrape_configs
 
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import BROKER_HOST, rabbitmqctl
+from fleet_tools.testing import BROKER_HOST, rabbitmqctl
 
 pytestmark = pytest.mark.e2e
 

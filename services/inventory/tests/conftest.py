@@ -6,7 +6,7 @@ import pytest
 from inventory_transactions import Transactions
 
 from fleet_shared.db import Database
-from fleet_shared.testing import service_fixtures
+from fleet_tools.testing import service_fixtures
 
 database_url, settings_env, app, db, client, auth = service_fixtures("inventory")
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from fleet_shared.db import Database, UnitOfWork
-from fleet_shared.testing import wait_for
+from fleet_tools.testing import wait_for
 
 Work = Callable[[UnitOfWork], Any]
 

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from fleet_shared.db import Database
-from fleet_shared.testing import service_fixtures
+from fleet_tools.testing import service_fixtures
 from shipping import services
 from shipping.states import Status
 

@@ -13,7 +13,7 @@ from fleet_shared.contracts import validate
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import (
+from fleet_tools.testing import (
     delete_queues,
     service_fixtures,
     wait_for,

@@ -1,4 +1,9 @@
-"""RFC 9457 problem details: the one shape every error response takes."""
+"""RFC 9457 problem details: the one shape every error response takes.
+
+`Problem` is for the HTTP edge (authentication, validation, idempotency keys). Business rules
+raise `fleet_shared.domain` errors instead, which `http.resources.problem_for` turns into
+problems.
+"""
 
 from __future__ import annotations
 
@@ -55,12 +60,3 @@ def validation_problem(errors: Sequence[Mapping[str, str]], status: int = 422) -
     return Problem(status, "The request does not match the schema.", type_="validation-error",
                    title="Validation failed", errors=errors)
 
-
-class NotFound(Problem):
-    def __init__(self, detail: str) -> None:
-        super().__init__(404, detail)
-
-
-class Conflict(Problem):
-    def __init__(self, detail: str, type_: str = "conflict") -> None:
-        super().__init__(409, detail, type_=type_)

@@ -108,18 +108,3 @@ def test_migrate_in_a_pod_takes_the_database_url_from_its_file(
     assert status == 0, err
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()
-
-
-def test_the_local_fleet_ignores_a_file_variable_left_in_the_shell() -> None:
-    """`fleetctl up` gives each local process its settings; a `<NAME>_FILE` for one of them
-    from the developer's shell would otherwise make the process refuse both."""
-    from fleet_shared.fleetctl.config import LocalConfig
-
-    local = LocalConfig.from_env({
-        "FLEET_RUN_DIR": "/tmp/x", "DATABASE_URL_FILE": "/run/secrets/elsewhere",
-        "JWT_SECRET_FILE": "/run/secrets/jwt", "PORT_FILE": "/run/port",
-        "LOG_LEVEL_FILE": "/run/level"})
-    env = local.service_env("inventory", PORT="8111")
-    assert env["DATABASE_URL"] == local.database_url("inventory")
-    assert not {"DATABASE_URL_FILE", "JWT_SECRET_FILE", "PORT_FILE"} & set(env)
-    assert env["LOG_LEVEL_FILE"] == "/run/level"  # a setting fleetctl leaves alone passes

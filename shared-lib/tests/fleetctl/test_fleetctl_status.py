@@ -7,7 +7,6 @@ import json
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -96,21 +95,6 @@ def test_status_in_a_pod_names_a_missing_setting(
     status, _, err = cli(["status", "--service", "inventory"], capsys)
     assert status == 2
     assert "DATABASE_URL is required but not set" in err
-
-
-def test_status_without_a_local_fleet_says_how_to_start_one(
-    fleet_env: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, _, err = cli(["status"], capsys)
-    assert status == 1
-    assert "no local fleet" in err and "make up" in err
-
-
-def test_down_without_a_local_fleet_is_a_no_op(
-    fleet_env: dict[str, str], run_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, _ = cli(["down"], capsys)
-    assert status == 0 and "nothing to stop" in out
 
 
 def test_migrate_runs_the_service_migrations_on_the_environment_database(

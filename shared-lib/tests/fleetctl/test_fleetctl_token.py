@@ -11,8 +11,7 @@ import jwt
 import pytest
 
 from fleet_shared.fleetctl.cli import main
-from fleet_shared.fleetctl.config import development_default
-from fleet_shared.fleetctl.state import write_state
+from fleet_shared.fleetctl.tokens import development_default
 from fleet_shared.http.auth import ClaimRules, StaticKeys, TokenVerifier
 
 DEV_SECRET = development_default("JWT_SECRET")
@@ -114,16 +113,6 @@ def test_ttl_takes_seconds_or_a_duration_up_to_a_day(
     assert status == 0 and claims["exp"] - claims["iat"] == seconds
 
 
-def test_without_a_secret_outside_development_it_refuses(
-    fleet_env: dict[str, str], no_fleet_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, err = run(["token", "--sub", "x", "--scope", "inventory:read"], capsys)
-    assert status == 2 and out == ""
-    assert err.count("\n") == 1
-    assert "no signing secret: set JWT_SECRET" in err
-    assert "no local fleet was started here" in err
-
-
 @pytest.mark.parametrize("variable", ["JWT_SECRET", "FLEET_JWT_SECRET"])
 @pytest.mark.parametrize("value", [DEV_SECRET, "change-me-to-a-long-random-string"])
 def test_the_development_secret_or_a_placeholder_is_refused_in_production(
@@ -136,27 +125,6 @@ def test_the_development_secret_or_a_placeholder_is_refused_in_production(
     assert status == 2 and out == ""
     assert f"{variable} is the published development secret or a placeholder" in err
     assert value not in err
-
-
-def test_a_local_fleet_started_with_the_development_secret_allows_it(
-    fleet_env: dict[str, str], no_fleet_env: None, run_dir: Path,
-    capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`make run`, then the README's token command in another shell (no FLEET_ENV there)."""
-    write_state(run_dir / "state.json", {"status": "running", "development_secret": True})
-    status, out, err = run(["token", "--sub", "me", "--scope", "inventory:read"], capsys)
-    assert status == 0 and err == ""
-    assert jwt.decode(out.strip(), DEV_SECRET, algorithms=["HS256"])["sub"] == "me"
-
-
-def test_a_local_fleet_with_its_own_secret_asks_for_it(
-    fleet_env: dict[str, str], no_fleet_env: None, run_dir: Path,
-    capsys: pytest.CaptureFixture[str]
-) -> None:
-    write_state(run_dir / "state.json", {"status": "running", "development_secret": False})
-    status, out, err = run(["token", "--sub", "me", "--scope", "inventory:read"], capsys)
-    assert status == 2 and out == ""
-    assert "signs with its own FLEET_JWT_SECRET: set it here too" in err
 
 
 def test_a_pod_token_carries_the_issuer_and_audience_the_services_check(

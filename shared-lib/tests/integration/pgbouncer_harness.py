@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from fleet_shared.testing import PG_ADMIN_URL
+from fleet_tools.testing import PG_ADMIN_URL
 
 START_TIMEOUT = 10.0
 

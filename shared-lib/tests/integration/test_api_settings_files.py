@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_shared.testing import JWT_SECRET, wait_for
+from fleet_tools.testing import JWT_SECRET, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import ATTEMPT_HEADER, REASON_HEADER, PoisonEvent
 from fleet_shared.events.envelope import Event
 from fleet_shared.fleetctl.dlq import describe
-from fleet_shared.testing import wait_for
+from fleet_tools.testing import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import REASON_HEADER
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay, _RelaySession
-from fleet_shared.testing import wait_for
+from fleet_tools.testing import wait_for
 
 pytestmark = pytest.mark.integration
 

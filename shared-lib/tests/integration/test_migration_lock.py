@@ -17,7 +17,7 @@ import pytest
 
 from fleet_shared import migrations
 from fleet_shared.migrations import MigrationError, MigrationLock, lock_key
-from fleet_shared.testing import JWT_SECRET, wait_for
+from fleet_tools.testing import JWT_SECRET, wait_for
 
 pytestmark = pytest.mark.integration
 

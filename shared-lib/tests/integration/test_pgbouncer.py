@@ -20,7 +20,7 @@ from fleet_shared import migrations
 from fleet_shared.db import CONTENTION, Database, Timeouts, error_kind
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.relay import OutboxRelay
-from fleet_shared.testing import JWT_SECRET, token, truncate_all, wait_for
+from fleet_tools.testing import JWT_SECRET, token, truncate_all, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from fleet_shared.events import metrics
 from fleet_shared.events.broker import Topology, declare_exchange
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay
-from fleet_shared.testing import wait_for
+from fleet_tools.testing import wait_for
 
 pytestmark = pytest.mark.integration
 

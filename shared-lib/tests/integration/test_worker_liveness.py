@@ -16,8 +16,8 @@ from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.relay import OutboxRelay
-from fleet_shared.testing import wait_for
 from fleet_shared.worker import HealthServer, PeriodicTask, Scheduler, Worker
+from fleet_tools.testing import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -43,10 +43,11 @@ def test_a_contract_violation_names_the_field() -> None:
 
 def test_cursors_round_trip_and_pages_know_whether_more_follow() -> None:
     assert decode_cursor(encode_cursor(["a", 1])) == ["a", 1]
-    result = page([{"k": 1}, {"k": 2}, {"k": 3}], 2, key=lambda item: item["k"])
-    assert [i["k"] for i in result["items"]] == [1, 2]
+    result = page([(1, {"n": "a"}), (2, {"n": "b"}), (3, {"n": "c"})], 2)
+    assert result["items"] == [{"n": "a"}, {"n": "b"}]  # the keys stay out of the items
     assert decode_cursor(result["next_cursor"]) == 2
-    assert page([{"k": 1}], 2, key=lambda item: item["k"])["next_cursor"] is None
+    assert page([(1, {"n": "a"})], 2) == {"items": [{"n": "a"}], "next_cursor": None}
+    assert page([], 2) == {"items": [], "next_cursor": None}
 
 
 def test_problems_render_rfc9457() -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from fleet_shared.domain import PreconditionFailed
 from fleet_shared.http.etag import (
     ANY,
     EntityTag,
+    IfMatch,
     etag_of,
     if_match_passes,
     if_none_match_matches,
-    not_modified,
     parse_entity_tags,
-    require_match,
 )
-from fleet_shared.problems import Problem
+from fleet_shared.http.responses import not_modified
 
 CURRENT = '"abc"'
 
@@ -66,18 +66,21 @@ def test_if_none_match_uses_the_weak_comparison(header: str, matches: bool) -> N
     assert if_none_match_matches(header, CURRENT) is matches
 
 
-def test_the_request_helpers_read_the_headers() -> None:
+def test_a_parsed_if_match_checks_a_version_and_names_the_current_one() -> None:
+    current = etag_of({"id": 1})
+    IfMatch.parse(current).check(current)
+    IfMatch.parse(f'"old", {current}').check(current)
+    IfMatch.parse("*").check(current)
+    for header in ("W/" + current, '"old"', "garbage"):
+        with pytest.raises(PreconditionFailed) as raised:
+            IfMatch.parse(header).check(current)
+        assert raised.value.current == current
+
+
+def test_not_modified_reads_if_none_match() -> None:
     app = Flask("t")
     current = etag_of({"id": 1})
-    with app.test_request_context(headers={"If-Match": current}):
-        require_match(current)
-    with app.test_request_context(headers={"If-Match": "W/" + current}):
-        with pytest.raises(Problem) as raised:
-            require_match(current)
-        assert raised.value.status == 412
-        assert raised.value.headers["ETag"] == current
     with app.test_request_context():
-        require_match(current)  # no If-Match: nothing to check
         assert not not_modified(current)
     with app.test_request_context(headers={"If-None-Match": f'"old", W/{current}'}):
         assert not_modified(current)

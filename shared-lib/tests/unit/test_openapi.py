@@ -12,8 +12,10 @@ from flask_restful import Resource
 from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
+from fleet_shared.http.etag import IfMatch
 from fleet_shared.http.idempotency import KEY_PATTERN
 from fleet_shared.http.openapi import build_openapi
+from fleet_shared.http.pagination import Page
 from fleet_shared.http.resources import ProblemApi, operation
 
 
@@ -31,9 +33,8 @@ class Thing(BaseModel):
     name: str
 
 
-class ThingList(BaseModel):
-    items: list[Thing]
-    next_cursor: str | None
+class ThingList(Page[Thing]):
+    pass
 
 
 class ThingQuery(BaseModel):
@@ -67,13 +68,13 @@ class ThingItem(Resource):
 
     @operation("Change a thing", scope="things:write", body=ThingPatch,
                responses={200: Thing}, errors=(404,), conditional=True)
-    def patch(self, code: str, body: ThingPatch) -> Any: ...
+    def patch(self, code: str, body: ThingPatch, if_match: IfMatch | None) -> Any: ...
 
 
 class Archive(Resource):
     @operation("Archive a thing", scope="things:write", responses={200: Thing},
                errors=(404, 409), idempotent=True, conditional=True)
-    def post(self, code: str) -> Any: ...
+    def post(self, code: str, if_match: IfMatch | None) -> Any: ...
 
 
 class Notes(Resource):
@@ -181,6 +182,16 @@ def test_success_headers_say_what_a_client_gets(document: dict[str, Any]) -> Non
     assert set(op(document, "/things", "get")["responses"]["200"]["headers"]) \
         == {"X-Request-ID"}
     assert "content" not in op(document, "/hello", "get")["responses"]["200"]
+
+
+def test_a_page_is_one_schema_named_for_its_list(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    content = op(document, "/things", "get")["responses"]["200"]["content"]
+    assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/ThingList"}}}
+    assert schemas["ThingList"]["required"] == ["items", "next_cursor"]
+    assert schemas["ThingList"]["properties"]["items"]["items"] \
+        == {"$ref": "#/components/schemas/Thing"}
+    assert not [name for name in schemas if name.startswith("Page")]
 
 
 def test_request_headers_and_query(document: dict[str, Any]) -> None:

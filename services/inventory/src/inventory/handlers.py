@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from fleet_shared.contracts.shipping import (
+    ReservationDeclined,
+    ReservationRequest,
+    ShipmentCancelledV1,
+    ShipmentDispatchedV1,
+)
 from fleet_shared.db import UnitOfWork
-from fleet_shared.events.consumer import Handler, PoisonEvent
+from fleet_shared.events.consumer import Handler
 from fleet_shared.events.envelope import Event
 from inventory import metrics, services
 from inventory.reconciliation import DEFAULT_SCHEDULE
@@ -22,28 +27,32 @@ class ReservationRequests:
     check_after: timedelta = DEFAULT_SCHEDULE.first
 
     def __call__(self, uow: UnitOfWork, event: Event) -> None:
-        services.reserve(uow, event.data["shipment_id"], event.data["items"], self.check_after)
+        request = ReservationRequest.of(event)  # created or reservation_requested, v1 or v2
+        services.reserve(uow, str(request.shipment_id),
+                         [item.model_dump() for item in request.items], self.check_after)
 
 
 on_reservation_wanted = ReservationRequests()
 
 
 def on_dispatched(uow: UnitOfWork, event: Event) -> None:
-    services.commit_reservation(uow, event.data["reservation_id"], event.data["shipment_id"])
+    dispatched = ShipmentDispatchedV1.of(event)  # v1 or v2: the fields read are the same
+    services.commit_reservation(uow, str(dispatched.reservation_id),
+                                str(dispatched.shipment_id))
 
 
 def on_cancelled(uow: UnitOfWork, event: Event) -> None:
-    services.release_reservation(uow, event.data["reservation_id"], event.data["shipment_id"])
+    cancelled = ShipmentCancelledV1.of(event)  # no reservation_id: cancelled before one
+    reservation_id = cancelled.reservation_id
+    services.release_reservation(uow, None if reservation_id is None else str(reservation_id),
+                                 str(cancelled.shipment_id))
 
 
 def on_declined(uow: UnitOfWork, event: Event) -> None:
     """Shipping will not use a reservation it was sent: release it if still active."""
-    try:
-        reservation_id = uuid.UUID(str(event.data["reservation_id"]))
-    except ValueError:
-        raise PoisonEvent("reservation_id is not a UUID") from None
-    if services.release_declined(uow, reservation_id, str(event.data["reference"])):
-        label = metrics.decline_label(event.data.get("reason"))
+    declined = ReservationDeclined.of(event)
+    if services.release_declined(uow, declined.reservation_id, declined.reference):
+        label = metrics.decline_label(declined.reason)
         metrics.on_commit(uow, metrics.RECONCILED.labels(label).inc)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # What on_hand and reserved (PostgreSQL integer) hold. Each adjustment is bounded by the
 # schema, but many add up: one that would take a level beyond this is refused
-# (services.adjust_stock) rather than overflow the column.
+# (stock.adjusted_on_hand) rather than overflow the column.
 LEVEL_MAX = 2**31 - 1
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet_shared.http.fields import Strict, omittable
-from fleet_shared.http.pagination import PageQuery
+from fleet_shared.http.pagination import Page, PageQuery
 
 # Lengths (the patterns' own, spelled out) are those of the columns that keep them (models.py).
 Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$", max_length=32,
@@ -78,9 +78,8 @@ class Product(Levels):
     updated_at: datetime
 
 
-class ProductList(BaseModel):
-    items: list[Product]
-    next_cursor: str | None
+class ProductList(Page[Product]):
+    pass
 
 
 class Adjustment(Levels):
@@ -107,9 +106,8 @@ class Reservation(BaseModel):
     updated_at: datetime
 
 
-class ReservationList(BaseModel):
-    items: list[Reservation]
-    next_cursor: str | None
+class ReservationList(Page[Reservation]):
+    pass
 
 
 class ProductQuery(PageQuery):

@@ -1,5 +1,6 @@
 """Inventory's business rules. Functions take their unit of work (or database) as a parameter
-and know nothing of HTTP; resources and event handlers both call them.
+and know nothing of HTTP; resources and event handlers both call them. Refusals are
+`fleet_shared.domain` errors, which the HTTP edge turns into problem documents.
 
 Lock order. Every transaction takes its locks in this order, so no two of them (API requests,
 event handlers, reconciliation passes, on any number of replicas) ever wait for each other in
@@ -23,18 +24,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
+from fleet_shared.contracts.inventory import (
+    ReservationConfirmed,
+    ReservationLine,
+    ReservationRejected,
+    Shortage,
+    StockLow,
+)
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp
-from fleet_shared.events.envelope import Event
-from fleet_shared.http.responses import Rendered
-from fleet_shared.problems import Conflict, NotFound
-from inventory import models
+from fleet_shared.domain import Conflict, NotFound
+from fleet_shared.http.etag import IfMatch, Rendered
+from inventory import models, stock
 
 log = logging.getLogger(__name__)
 SOURCE = "inventory"
@@ -118,7 +125,9 @@ def get_reservation(uow: UnitOfWork, reservation_id: uuid.UUID) -> dict[str, Any
 
 def list_reservations(
     uow: UnitOfWork, limit: int, after: int | None, reference: str | None
-) -> list[dict[str, Any]]:
+) -> list[tuple[int, dict[str, Any]]]:
+    """`limit + 1` reservations in creation order after the cursor, each beside its page key
+    (the creation sequence)."""
     query = select(models.Reservation).order_by(models.Reservation.seq).limit(limit + 1)
     if after is not None:
         query = query.where(models.Reservation.seq > after)
@@ -126,10 +135,8 @@ def list_reservations(
         query = query.where(models.Reservation.reference == reference)
     with uow:
         found = list(uow.session.scalars(query))
-        items = _reservations(uow, found)
-        for item, reservation in zip(items, found, strict=True):
-            item["_seq"] = reservation.seq
-        return items
+        return [(reservation.seq, item)
+                for reservation, item in zip(found, _reservations(uow, found), strict=True)]
 
 
 # --- products -------------------------------------------------------------------------------
@@ -165,12 +172,14 @@ def update_product(
     uow: UnitOfWork,
     sku: str,
     changes: dict[str, Any],
-    precondition: Callable[[Rendered], None] = lambda current: None,
+    expected: IfMatch | None = None,
 ) -> Rendered:
-    """`precondition` sees the current product under the row lock (If-Match checks it)."""
+    """PreconditionFailed when the product is not the version the client `expected`, checked
+    under the row lock, so no other change can come between the check and this one."""
     with uow:
         product = lock_product(uow, sku)
-        precondition(get_product_in(uow, sku))
+        if expected is not None:
+            expected.check(get_product_in(uow, sku).etag)
         for key, value in changes.items():
             setattr(product, key, value)
         if changes:
@@ -244,19 +253,9 @@ def _available(uow: UnitOfWork, skus: Iterable[str]) -> dict[str, int]:
     return {row.sku: int(row.available) for row in rows}
 
 
-def _available_in(levels: Iterable[models.StockLevel]) -> dict[str, int]:
-    available: dict[str, int] = defaultdict(int)
-    for level in levels:
-        available[level.sku] += level.on_hand - level.reserved
-    return dict(available)
-
-
 def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int] | None) -> None:
-    """Emit inventory.stock.low when available drops to or below a product's reorder point.
-
-    With `previously`, only a crossing (above before, at or below now) emits, so a product
-    that stays low does not repeat the alert on every movement.
-    """
+    """Emit inventory.stock.low when available drops to or below a product's reorder point
+    (`stock.low_stock`: with `previously`, only on a crossing)."""
     points: dict[str, int] = dict(
         uow.session.execute(  # type: ignore[arg-type]  # reorder_point IS NOT NULL
             select(models.Product.sku, models.Product.reorder_point).where(
@@ -266,18 +265,8 @@ def _check_low_stock(uow: UnitOfWork, skus: list[str], previously: dict[str, int
     )
     if not points:
         return
-    now = _available(uow, points)
-    for sku, point in points.items():
-        available = now.get(sku, 0)
-        was = None if previously is None else previously.get(sku, 0)
-        if available <= point and (was is None or was > point):
-            uow.publish(
-                Event.new(
-                    "inventory.stock.low",
-                    {"sku": sku, "available": available, "reorder_point": point},
-                    source=SOURCE,
-                )
-            )
+    for data in stock.low_stock(points, _available(uow, points), previously):
+        uow.publish(StockLow(**data).event(source=SOURCE))
 
 
 # Creates the level at zero when the product exists and the level does not. Two requests
@@ -301,20 +290,9 @@ def adjust_stock(
         level = next((found for found in levels if found.warehouse == warehouse), None)
         if level is None:  # nothing was created: there is no such product
             raise NotFound(f"No product with sku {sku}.")
-        before = _available_in(levels)
-        on_hand, reserved = level.on_hand + delta, level.reserved
-        if on_hand < 0 or on_hand < reserved:
-            raise Conflict(
-                f"Adjusting {sku} in {warehouse} by {delta} would leave on_hand {on_hand} "
-                f"below reserved {reserved} or zero.",
-                "insufficient-stock",
-            )
-        if on_hand > models.LEVEL_MAX:
-            raise Conflict(
-                f"Adjusting {sku} in {warehouse} by {delta} would take on_hand to {on_hand}, "
-                f"above the {models.LEVEL_MAX} a stock level can hold.",
-                "stock-limit-exceeded",
-            )
+        before = stock.available(levels)
+        reserved = level.reserved
+        on_hand = stock.adjusted_on_hand(sku, warehouse, delta, level.on_hand, reserved)
         _move(uow, sku, warehouse, on_hand=delta)
         adjustment = models.Adjustment(
             sku=sku,
@@ -378,37 +356,21 @@ def reserve(
     if _is_cancelled(uow, reference):
         log.info("reservation skipped: reference already cancelled", extra={"reference": reference})
         return
-    wanted: dict[str, int] = defaultdict(int)
-    for item in items:
-        wanted[item["sku"]] += int(item["quantity"])
-    levels = _lock_levels(uow, models.StockLevel.sku.in_(wanted))
-    best: dict[str, models.StockLevel] = {}
-    for level in levels:
-        current = best.get(level.sku)
-        if current is None or level.on_hand - level.reserved > current.on_hand - current.reserved:
-            best[level.sku] = level
-    shortages = []
-    for sku, quantity in sorted(wanted.items()):
-        best_level = best.get(sku)
-        available = best_level.on_hand - best_level.reserved if best_level else 0
-        if available < quantity:
-            shortages.append({"sku": sku, "requested": quantity, "available": max(available, 0)})
-    if shortages:
-        uow.publish(
-            Event.new(
-                "inventory.reservation.rejected",
-                {"reference": reference, "shortages": shortages},
-                source=SOURCE,
-            )
-        )
+    quantities = stock.wanted(items)
+    levels = _lock_levels(uow, models.StockLevel.sku.in_(quantities))
+    allocation = stock.allocate(quantities, levels)
+    if allocation.shortages:
+        shortages = [Shortage(**shortage) for shortage in allocation.shortages]
+        uow.publish(ReservationRejected(reference=reference, shortages=shortages)
+                    .event(source=SOURCE))
         return
-    before = _available_in(levels)
+    before = stock.available(levels)
     reservation = models.Reservation(id=uuid.uuid4(), reference=reference, status="active",
                                      next_check_at=func.now() + check_after)
     uow.session.add(reservation)
     uow.session.flush()
-    for sku, quantity in sorted(wanted.items()):
-        warehouse = best[sku].warehouse
+    for sku, warehouse in allocation.warehouses.items():  # in sku order
+        quantity = quantities[sku]
         _move(uow, sku, warehouse, reserved=quantity)
         uow.session.add(
             models.ReservationLine(
@@ -417,7 +379,7 @@ def reserve(
         )
     uow.session.flush()
     _confirmed(uow, reservation)
-    _check_low_stock(uow, list(wanted), before)
+    _check_low_stock(uow, list(quantities), before)
 
 
 def _is_cancelled(uow: UnitOfWork, reference: str) -> bool:
@@ -430,20 +392,13 @@ def _confirmed(uow: UnitOfWork, reservation: models.Reservation) -> None:
             models.ReservationLine.reservation_id == reservation.id
         )
     ).all()
-    uow.publish(
-        Event.new(
-            "inventory.reservation.confirmed",
-            {
-                "reservation_id": str(reservation.id),
-                "reference": reservation.reference,
-                "lines": [
-                    {"sku": line.sku, "warehouse": line.warehouse, "quantity": line.quantity}
-                    for line in sorted(lines, key=lambda line: line.sku)
-                ],
-            },
-            source=SOURCE,
-        )
+    confirmed = ReservationConfirmed(
+        reservation_id=reservation.id,
+        reference=reservation.reference,
+        lines=[ReservationLine(sku=line.sku, warehouse=line.warehouse, quantity=line.quantity)
+               for line in sorted(lines, key=lambda line: line.sku)],
     )
+    uow.publish(confirmed.event(source=SOURCE))
 
 
 def _settle(uow: UnitOfWork, reservation: models.Reservation, commit_stock: bool) -> None:

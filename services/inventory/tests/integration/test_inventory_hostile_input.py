@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from fleet_shared.testing import token
+from fleet_tools.testing import token
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from fleet_shared.contracts import validate
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer, PoisonEvent
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import delete_queues, wait_for
+from fleet_tools.testing import delete_queues, wait_for
 from inventory import handlers, reconciliation, services
 from inventory.reconciliation import CheckSchedule, check_batch, check_reservations
 from inventory.spec import SERVICE
@@ -145,11 +145,14 @@ def test_a_declined_release_counts_only_once_it_commits(db: Database, stocked: N
     assert status(db, reservation_id) == "active"
 
 
-def test_a_stray_reason_is_counted_under_a_bounded_label(db: Database, stocked: None) -> None:
+def test_a_stray_reason_is_poison_and_grows_no_label(db: Database, stocked: None) -> None:
+    """The contract allows three reasons; anything else is parked before it is counted."""
     reservation_id = reserve(db, "ship-1")
     before = reconciled("other")
-    apply(db, declined(reservation_id, "ship-1", "x" * 300))
-    assert reconciled("other") == before + 1
+    with db.unit_of_work() as uow, pytest.raises(PoisonEvent, match="reason"):
+        handlers.on_declined(uow, declined(reservation_id, "ship-1", "x" * 300))
+    assert status(db, reservation_id) == "active"
+    assert reconciled("other") == before
 
 
 def test_a_reservation_id_that_is_not_a_uuid_is_poison(db: Database) -> None:

@@ -17,7 +17,7 @@ from fleet_shared.contracts import validate
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import delete_queues, wait_for
+from fleet_tools.testing import delete_queues, wait_for
 from inventory import services
 from inventory.reconciliation import DEFAULT_SCHEDULE
 from inventory.spec import SERVICE

@@ -1,8 +1,9 @@
 """What shipping publishes, in which contract version, and how each event is built.
 
-`PUBLISHES` is the one list: `service.SERVICE` declares it, the contract tests check it
-against the schemas and the consumers, and every event below takes its version from it, so
-the code cannot write a version the service does not declare.
+`MODELS` is the one list: the model of each type shipping publishes now (from
+`fleet_shared.contracts.shipping`), whose version is the one it publishes. `PUBLISHES` is
+derived from it; `spec.SERVICE` declares it and the contract tests check it against the
+schemas and the consumers, so the code cannot write a version the service does not declare.
 
 Every `shipping.shipment.*` event carries the shipment's `sequence`: its history length once
 the change is made (created → 1, each status change one more). Consumers order a shipment's
@@ -12,47 +13,67 @@ pods' clocks can disagree by more than the time between two steps of the saga.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import uuid
+from typing import Any
 
+from fleet_shared.contracts.models import EventData
+from fleet_shared.contracts.shipping import (
+    DeclineReason,
+    ReservationDeclined,
+    ShipmentBackordered,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentEvent,
+    ShipmentFailed,
+    ShipmentReady,
+    ShipmentReservationRequested,
+    ShipmentStalled,
+)
 from fleet_shared.events.envelope import Event
 from shipping import models
 
 SOURCE = "shipping"
-STALLED = "shipping.shipment.stalled"
-DECLINED = "shipping.reservation.declined"
+STALLED = ShipmentStalled.TYPE
+DECLINED = ReservationDeclined.TYPE
 
-PUBLISHES: dict[str, int] = {
-    "shipping.shipment.created": 2,
-    "shipping.shipment.reservation_requested": 2,
-    "shipping.shipment.ready": 2,
-    "shipping.shipment.backordered": 2,
-    "shipping.shipment.dispatched": 2,
-    "shipping.shipment.delivered": 2,
-    "shipping.shipment.failed": 2,
-    "shipping.shipment.cancelled": 2,
-    STALLED: 1,
-    DECLINED: 1,
-}
+MODELS: tuple[type[EventData], ...] = (
+    ShipmentCreated,
+    ShipmentReservationRequested,
+    ShipmentReady,
+    ShipmentBackordered,
+    ShipmentDispatched,
+    ShipmentDelivered,
+    ShipmentFailed,
+    ShipmentCancelled,
+    ShipmentStalled,
+    ReservationDeclined,
+)
+PUBLISHES: dict[str, int] = {model.TYPE: model.VERSION for model in MODELS}
+_SHIPMENT_MODELS = {model.TYPE: model for model in MODELS if issubclass(model, ShipmentEvent)}
 
-# Why a confirmed reservation will not be used: the shipment was cancelled, shipping has no
-# such shipment, or the shipment is past pending without this reservation.
-DeclineReason = Literal["cancelled", "unknown", "superseded"]
+__all__ = ["DECLINED", "MODELS", "PUBLISHES", "SOURCE", "STALLED", "DeclineReason",
+           "reservation_declined", "shipment_event"]
 
 
 def shipment_event(
     event_type: str, shipment: models.Shipment, sequence: int, data: dict[str, Any]
 ) -> Event:
-    """An event about `shipment` in its current status, at `sequence`, plus `data`."""
-    return Event.new(event_type, {
-        "shipment_id": str(shipment.id),
+    """An event about `shipment` in its current status, at `sequence`, plus `data`. The
+    model of the published version checks it here, so a wrong field fails the change that
+    made it instead of reaching a consumer."""
+    model = _SHIPMENT_MODELS[event_type]
+    return model.model_validate({
+        "shipment_id": shipment.id,
         "order_reference": shipment.order_reference,
         "status": shipment.status,
         "sequence": sequence,
         **data,
-    }, source=SOURCE, version=PUBLISHES[event_type])
+    }).event(source=SOURCE)
 
 
 def reservation_declined(reservation_id: str, reference: str, reason: DeclineReason) -> Event:
     """Tells inventory to release a reservation nobody will use."""
-    return Event.new(DECLINED, {"reservation_id": reservation_id, "reference": reference,
-                                "reason": reason}, source=SOURCE, version=PUBLISHES[DECLINED])
+    return ReservationDeclined(reservation_id=uuid.UUID(reservation_id), reference=reference,
+                               reason=reason).event(source=SOURCE)

@@ -9,6 +9,7 @@ superseded — is declined, so inventory releases its stock.
 
 from __future__ import annotations
 
+from fleet_shared.contracts.inventory import ReservationConfirmed, ReservationRejected
 from fleet_shared.db import UnitOfWork
 from fleet_shared.events.consumer import Handler
 from fleet_shared.events.envelope import Event
@@ -16,11 +17,14 @@ from shipping import services
 
 
 def on_reservation_confirmed(uow: UnitOfWork, event: Event) -> None:
-    services.reservation_confirmed(uow, event.data["reference"], event.data["reservation_id"])
+    confirmed = ReservationConfirmed.of(event)
+    services.reservation_confirmed(uow, confirmed.reference, str(confirmed.reservation_id))
 
 
 def on_reservation_rejected(uow: UnitOfWork, event: Event) -> None:
-    services.reservation_rejected(uow, event.data["reference"], event.data["shortages"])
+    rejected = ReservationRejected.of(event)
+    services.reservation_rejected(uow, rejected.reference,
+                                  [shortage.model_dump() for shortage in rejected.shortages])
 
 
 HANDLERS: dict[str, Handler] = {

@@ -27,11 +27,12 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 
+from fleet_shared.contracts.shipping import Item, ShipmentReservationRequested, ShipmentStalled
 from fleet_shared.db import Database, UnitOfWork
 from fleet_shared.settings import Setting, Settings, parse_duration, parse_positive_int
 from fleet_shared.worker import PeriodicTask
-from shipping import events, models, services, states
-from shipping.states import Action, Status
+from shipping import events, models, services
+from shipping.states import Status
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ SETTINGS = (
 
 BATCH = 50  # shipments per transaction: row locks held for milliseconds, not for the pass
 PASS_BUDGET = 10.0  # seconds; the next pass carries on where this one stopped
-REQUESTED = states.TRANSITIONS[Action.RESERVE].event
 
 REPEATED = Counter("fleet_saga_requests_repeated_total",
                    "Reservation requests sent again after the deadline passed unanswered")
@@ -145,9 +145,10 @@ def chase_batch(uow: UnitOfWork, deadline: Deadline, batch: int = BATCH) -> Chas
 def _ask_again(uow: UnitOfWork, shipment: models.Shipment, now: datetime) -> None:
     """The request `reserve` or the creation sent, once more: no status change, so no history
     entry and the same sequence; inventory repeats its answer if it has one."""
-    uow.publish(events.shipment_event(REQUESTED, shipment,
-                                      services.history_length(uow, shipment.id),
-                                      {"items": services.items_of(uow, shipment.id)}))
+    uow.publish(ShipmentReservationRequested(
+        shipment_id=shipment.id, order_reference=shipment.order_reference, status="pending",
+        items=[Item.model_validate(item) for item in services.items_of(uow, shipment.id)],
+        sequence=services.history_length(uow, shipment.id)).event(source=events.SOURCE))
     shipment.reservation_requests += 1
     shipment.reservation_requested_at = now
     log.warning("no answer to the reservation request in time: asked again", extra={
@@ -160,10 +161,11 @@ def _report_stalled(uow: UnitOfWork, shipment: models.Shipment, now: datetime) -
         select(models.HistoryEntry.at).where(models.HistoryEntry.shipment_id == shipment.id)
         .order_by(models.HistoryEntry.id.desc()).limit(1))
     waited = int((now - pending_since).total_seconds()) if pending_since else 0
-    uow.publish(events.shipment_event(events.STALLED, shipment,
-                                      services.history_length(uow, shipment.id),
-                                      {"requests": shipment.reservation_requests,
-                                       "waited_seconds": max(waited, 0)}))
+    uow.publish(ShipmentStalled(
+        shipment_id=shipment.id, order_reference=shipment.order_reference, status="pending",
+        sequence=services.history_length(uow, shipment.id),
+        requests=shipment.reservation_requests, waited_seconds=max(waited, 0),
+    ).event(source=events.SOURCE))
     shipment.stalled_at = now
     log.error("no answer to the last reservation request: shipment reported stalled", extra={
         "shipment_id": str(shipment.id), "requests": shipment.reservation_requests,

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from fleet_shared.http.fields import NOT_BLANK, SPACE, Email, Strict
-from fleet_shared.http.pagination import PageQuery
+from fleet_shared.http.pagination import Page, PageQuery
 from shipping.countries import COUNTRY_CODES
 
 # Written out (not derived from states.Status) so the OpenAPI document lists them inline;
@@ -133,9 +133,8 @@ class Shipment(BaseModel):
     updated_at: datetime
 
 
-class ShipmentList(BaseModel):
-    items: list[Shipment]
-    next_cursor: str | None
+class ShipmentList(Page[Shipment]):
+    pass
 
 
 class ShipmentQuery(PageQuery):

@@ -1,6 +1,7 @@
 """Shipping's business rules. Functions take their unit of work (or database) as a parameter
 and know nothing of HTTP; resources and event handlers both call them.
 
+Refusals are `fleet_shared.domain` errors, which the HTTP edge turns into problem documents.
 Every status change goes through `_move`: under the shipment's row lock it asks the state
 machine (shipping.states) for the transition, appends the history entry and writes the event
 to the outbox — all in the caller's transaction, so the three happen together or not at all.
@@ -18,13 +19,13 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, text
 
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp, sql_timestamp
-from fleet_shared.problems import Conflict, NotFound
+from fleet_shared.domain import NotFound
+from fleet_shared.http.etag import IfMatch, etag_of
 from shipping import events, models, states
 from shipping.states import Action, Status
 
 log = logging.getLogger(__name__)
 
-Precondition = Callable[[dict[str, Any]], None]
 # What an action changes besides the status: returns the history note and the event's
 # action-specific data. It runs only once the transition is known to be allowed.
 Effect = Callable[[models.Shipment], tuple[str | None, dict[str, Any]]]
@@ -85,8 +86,9 @@ def get_shipment_in(uow: UnitOfWork, shipment_id: uuid.UUID) -> dict[str, Any]:
 
 def list_shipments(
     db: Database, limit: int, after: int | None, status: str | None, order_reference: str | None
-) -> list[dict[str, Any]]:
-    """`limit + 1` shipments in creation order after the cursor; each carries its `_seq`."""
+) -> list[tuple[int, dict[str, Any]]]:
+    """`limit + 1` shipments in creation order after the cursor, each beside its page key
+    (the creation sequence)."""
     conditions: list[str] = []
     params: dict[str, Any] = {"limit": limit + 1}
     for name, clause, value in (("after", "s.seq > :after", after),
@@ -99,7 +101,7 @@ def list_shipments(
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     query = text(f"SELECT {_COLUMNS} FROM shipments s {where} ORDER BY s.seq LIMIT :limit")
     with db.read_engine.connect() as conn:
-        return [{**_shipment(row), "_seq": row.seq} for row in conn.execute(query, params)]
+        return [(row.seq, _shipment(row)) for row in conn.execute(query, params)]
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def _move(
     uow: UnitOfWork,
     shipment: models.Shipment,
     now: datetime,
-    move: states.Transition,
+    move: states.Move,
     note: str | None,
     data: dict[str, Any],
 ) -> None:
@@ -192,20 +194,19 @@ def _act(
     shipment_id: uuid.UUID,
     action: Action,
     effect: Effect,
-    precondition: Precondition | None,
+    expected: IfMatch | None,
 ) -> dict[str, Any]:
-    """An API action: 404 unknown, 412 If-Match failed, 409 not allowed from this status."""
+    """An API action: NotFound, PreconditionFailed when the shipment is not the version the
+    client `expected` (checked first, so a stale client learns that before anything else),
+    InvalidTransition when the action is not allowed from the current status."""
     with uow:
         locked = _lock(uow, shipment_id)
         if locked is None:
             raise NotFound(f"No shipment {shipment_id}.")
         shipment, now = locked
-        if precondition is not None:
-            precondition(get_shipment_in(uow, shipment_id))
-        try:
-            move = states.transition(action, Status(shipment.status))
-        except states.InvalidTransition as exc:
-            raise Conflict(str(exc), "invalid-transition") from None
+        if expected is not None:
+            expected.check(etag_of(get_shipment_in(uow, shipment_id)))
+        move = states.MACHINE.check(shipment.status, action)
         note, data = effect(shipment)
         _move(uow, shipment, now, move, note, data)
         result = get_shipment_in(uow, shipment_id)
@@ -218,7 +219,7 @@ def dispatch(
     shipment_id: uuid.UUID,
     carrier: str,
     tracking_number: str | None,
-    precondition: Precondition | None = None,
+    expected: IfMatch | None = None,
 ) -> dict[str, Any]:
     """ready → dispatched; inventory commits the reservation."""
     def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
@@ -228,28 +229,28 @@ def dispatch(
         return note, {"reservation_id": str(shipment.reservation_id), "carrier": carrier,
                       "tracking_number": tracking_number}
 
-    return _act(uow, shipment_id, Action.DISPATCH, effect, precondition)
+    return _act(uow, shipment_id, Action.DISPATCH, effect, expected)
 
 
 def deliver(
-    uow: UnitOfWork, shipment_id: uuid.UUID, precondition: Precondition | None = None
+    uow: UnitOfWork, shipment_id: uuid.UUID, expected: IfMatch | None = None
 ) -> dict[str, Any]:
     """dispatched → delivered."""
-    return _act(uow, shipment_id, Action.DELIVER, lambda _shipment: (None, {}), precondition)
+    return _act(uow, shipment_id, Action.DELIVER, lambda _shipment: (None, {}), expected)
 
 
 def fail(
     uow: UnitOfWork, shipment_id: uuid.UUID, reason: str,
-    precondition: Precondition | None = None,
+    expected: IfMatch | None = None,
 ) -> dict[str, Any]:
     """dispatched → failed (the carrier could not deliver)."""
     return _act(uow, shipment_id, Action.FAIL, lambda _shipment: (reason, {"reason": reason}),
-                precondition)
+                expected)
 
 
 def cancel(
     uow: UnitOfWork, shipment_id: uuid.UUID, reason: str,
-    precondition: Precondition | None = None,
+    expected: IfMatch | None = None,
 ) -> dict[str, Any]:
     """pending | ready | backordered → cancelled; inventory releases any reservation.
 
@@ -261,18 +262,18 @@ def cancel(
         reservation = str(shipment.reservation_id) if shipment.reservation_id else None
         return reason, {"reservation_id": reservation, "reason": reason}
 
-    return _act(uow, shipment_id, Action.CANCEL, effect, precondition)
+    return _act(uow, shipment_id, Action.CANCEL, effect, expected)
 
 
 def request_reservation(
-    uow: UnitOfWork, shipment_id: uuid.UUID, precondition: Precondition | None = None
+    uow: UnitOfWork, shipment_id: uuid.UUID, expected: IfMatch | None = None
 ) -> dict[str, Any]:
     """backordered → pending: asks inventory again for the same items."""
     def effect(shipment: models.Shipment) -> tuple[str | None, dict[str, Any]]:
         shipment.shortages = []
         return "Reservation requested again", {"items": items_of(uow, shipment.id)}
 
-    return _act(uow, shipment_id, Action.RESERVE, effect, precondition)
+    return _act(uow, shipment_id, Action.RESERVE, effect, expected)
 
 
 def items_of(uow: UnitOfWork, shipment_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -328,7 +329,7 @@ def reservation_confirmed(uow: UnitOfWork, reference: str, reservation_id: str) 
     shipment, now = locked
     current = Status(shipment.status)
     context["status"] = current.value
-    if states.allowed(Action.CONFIRM, current):
+    if states.MACHINE.allows(current, Action.CONFIRM):
         shipment.reservation_id = uuid.UUID(reservation_id)
         _move(uow, shipment, now, states.TRANSITIONS[Action.CONFIRM],
               f"Stock reserved (reservation {reservation_id})",
@@ -356,7 +357,7 @@ def reservation_rejected(uow: UnitOfWork, reference: str, shortages: list[dict[s
         return
     shipment, now = locked
     current = Status(shipment.status)
-    if not states.allowed(Action.REJECT, current):
+    if not states.MACHINE.allows(current, Action.REJECT):
         log.warning("reservation rejected for a shipment that is not pending: ignored",
                     extra={"shipment_id": reference, "status": current.value})
         return

@@ -2,7 +2,7 @@
 
 Actions come from two places — the API (dispatch, deliver, fail, cancel, reserve) and
 inventory's answers to a reservation request (confirm, reject) — but every status change goes
-through `transition()`, so no code path can move a shipment along an edge not listed here.
+through `MACHINE.check()`, so no code path can move a shipment along an edge not listed here.
 
     pending ──confirm──▶ ready ──dispatch──▶ dispatched ──deliver──▶ delivered
        │  ▲                │                      └──────fail────▶ failed
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from fleet_shared.domain import StateMachine, Transition
 
 
 class Status(StrEnum):
@@ -41,53 +43,26 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class Transition:
-    sources: frozenset[Status]
-    target: Status
+class Move(Transition[Status]):
     event: str  # the event published when the transition happens
 
 
-TRANSITIONS: dict[Action, Transition] = {
-    Action.CONFIRM: Transition(frozenset({Status.PENDING}), Status.READY,
-                               "shipping.shipment.ready"),
-    Action.REJECT: Transition(frozenset({Status.PENDING}), Status.BACKORDERED,
-                              "shipping.shipment.backordered"),
-    Action.DISPATCH: Transition(frozenset({Status.READY}), Status.DISPATCHED,
-                                "shipping.shipment.dispatched"),
-    Action.DELIVER: Transition(frozenset({Status.DISPATCHED}), Status.DELIVERED,
-                               "shipping.shipment.delivered"),
-    Action.FAIL: Transition(frozenset({Status.DISPATCHED}), Status.FAILED,
-                            "shipping.shipment.failed"),
-    Action.CANCEL: Transition(frozenset({Status.PENDING, Status.READY, Status.BACKORDERED}),
-                              Status.CANCELLED, "shipping.shipment.cancelled"),
-    Action.RESERVE: Transition(frozenset({Status.BACKORDERED}), Status.PENDING,
-                               "shipping.shipment.reservation_requested"),
+TRANSITIONS: dict[Action, Move] = {
+    Action.CONFIRM: Move(frozenset({Status.PENDING}), Status.READY, "shipping.shipment.ready"),
+    Action.REJECT: Move(frozenset({Status.PENDING}), Status.BACKORDERED,
+                        "shipping.shipment.backordered"),
+    Action.DISPATCH: Move(frozenset({Status.READY}), Status.DISPATCHED,
+                          "shipping.shipment.dispatched"),
+    Action.DELIVER: Move(frozenset({Status.DISPATCHED}), Status.DELIVERED,
+                         "shipping.shipment.delivered"),
+    Action.FAIL: Move(frozenset({Status.DISPATCHED}), Status.FAILED,
+                      "shipping.shipment.failed"),
+    Action.CANCEL: Move(frozenset({Status.PENDING, Status.READY, Status.BACKORDERED}),
+                        Status.CANCELLED, "shipping.shipment.cancelled"),
+    Action.RESERVE: Move(frozenset({Status.BACKORDERED}), Status.PENDING,
+                         "shipping.shipment.reservation_requested"),
 }
 
 INITIAL = Status.PENDING
 CREATED_EVENT = "shipping.shipment.created"
-FINAL: frozenset[Status] = frozenset(Status) - {
-    source for transition in TRANSITIONS.values() for source in transition.sources}
-
-
-class InvalidTransition(Exception):
-    """The action is not allowed from the shipment's current status."""
-
-    def __init__(self, action: Action, current: Status) -> None:
-        allowed = ", ".join(sorted(TRANSITIONS[action].sources))
-        super().__init__(f"Cannot {action.value} a shipment that is {current.value} "
-                         f"(only from: {allowed}).")
-        self.action = action
-        self.current = current
-
-
-def allowed(action: Action, current: Status) -> bool:
-    return current in TRANSITIONS[action].sources
-
-
-def transition(action: Action, current: Status) -> Transition:
-    """The transition `action` makes from `current`, or `InvalidTransition`."""
-    if not allowed(action, current):
-        raise InvalidTransition(action, current)
-    return TRANSITIONS[action]
-
+MACHINE: StateMachine[Action, Move] = StateMachine("shipment", INITIAL, TRANSITIONS)

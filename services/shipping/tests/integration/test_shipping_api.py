@@ -16,7 +16,7 @@ from fleet_shared.contracts import validate
 from fleet_shared.db import Database
 from fleet_shared.events.envelope import Event
 from fleet_shared.http.auth import mint_token
-from fleet_shared.testing import token
+from fleet_tools.testing import token
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
 from fleet_shared.events.consumer import REASON_HEADER, Consumer
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import delete_queues, wait_for
+from fleet_tools.testing import delete_queues, wait_for
 from shipping import services
 from shipping.spec import SERVICE
 

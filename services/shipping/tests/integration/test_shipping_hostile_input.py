@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from fleet_shared.testing import token
+from fleet_tools.testing import token
 from shipping.states import Status
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 
 from fleet_shared import migrations
 from fleet_shared.db import InfraBase, engine_url
-from fleet_shared.testing import public_tables as tables
+from fleet_tools.testing import public_tables as tables
 from shipping import models
 
 pytestmark = pytest.mark.integration

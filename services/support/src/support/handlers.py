@@ -10,10 +10,15 @@ the inbox, so a redelivered event changes nothing.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
-from typing import Any
 
+from fleet_shared.contracts.shipping import (
+    ShipmentBackorderedV1,
+    ShipmentCreatedV1,
+    ShipmentEvent,
+    ShipmentFailedV1,
+    ShipmentStalled,
+)
 from fleet_shared.db import UnitOfWork
 from fleet_shared.events.consumer import Handler, PoisonEvent
 from fleet_shared.events.envelope import Event
@@ -31,15 +36,14 @@ def occurred_at(event: Event) -> datetime:
 
 
 def shipment_changed(event: Event) -> services.ShipmentChanged:
-    data = event.data
-    customer: dict[str, Any] = data.get("customer") or {}
+    data = ShipmentEvent.of(event)
     return services.ShipmentChanged(
-        shipment_id=uuid.UUID(data["shipment_id"]),
-        order_reference=data["order_reference"],
-        status=data["status"],
+        shipment_id=data.shipment_id,
+        order_reference=data.order_reference,
+        status=data.status,
         occurred_at=occurred_at(event),
-        customer_email=customer.get("email"),
-        sequence=data.get("sequence"),
+        customer_email=data.customer.email if isinstance(data, ShipmentCreatedV1) else None,
+        sequence=getattr(data, "sequence", None),  # v1 status events carry none
     )
 
 
@@ -49,27 +53,27 @@ def on_status(uow: UnitOfWork, event: Event) -> None:
 
 
 def backordered_ticket(event: Event) -> tuple[str, str]:
-    data = event.data
-    shortages = "\n".join(f"- {s['sku']}: requested {s['requested']}, available {s['available']}"
-                          for s in data["shortages"])
-    return (f"Order {data['order_reference']} is backordered",
-            f"Inventory could not reserve every line of shipment {data['shipment_id']} "
-            f"(order {data['order_reference']}); it waits for stock.\nShortages:\n{shortages}")
+    data = ShipmentBackorderedV1.of(event)
+    shortages = "\n".join(f"- {s.sku}: requested {s.requested}, available {s.available}"
+                          for s in data.shortages)
+    return (f"Order {data.order_reference} is backordered",
+            f"Inventory could not reserve every line of shipment {data.shipment_id} "
+            f"(order {data.order_reference}); it waits for stock.\nShortages:\n{shortages}")
 
 
 def failed_ticket(event: Event) -> tuple[str, str]:
-    data = event.data
-    return (f"Delivery of order {data['order_reference']} failed",
-            f"Delivery of shipment {data['shipment_id']} (order {data['order_reference']}) "
-            f"failed: {data['reason']}")
+    data = ShipmentFailedV1.of(event)
+    return (f"Delivery of order {data.order_reference} failed",
+            f"Delivery of shipment {data.shipment_id} (order {data.order_reference}) "
+            f"failed: {data.reason}")
 
 
 def stalled_ticket(event: Event) -> tuple[str, str]:
-    data = event.data
-    waited = data["waited_seconds"]
-    return (f"Order {data['order_reference']} is stalled: inventory has not answered",
-            f"Shipping asked inventory {data['requests']} times to reserve shipment "
-            f"{data['shipment_id']} (order {data['order_reference']}) and got no answer; it "
+    data = ShipmentStalled.of(event)
+    waited = data.waited_seconds
+    return (f"Order {data.order_reference} is stalled: inventory has not answered",
+            f"Shipping asked inventory {data.requests} times to reserve shipment "
+            f"{data.shipment_id} (order {data.order_reference}) and got no answer; it "
             f"has waited in pending for {waited // 60} min {waited % 60} s. Check inventory's "
             f"worker and its parked events; an answer that still arrives moves the shipment "
             f"on, or cancel it.")

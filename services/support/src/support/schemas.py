@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet_shared.http.fields import NOT_BLANK, Email, Strict, omittable
-from fleet_shared.http.pagination import PageQuery
+from fleet_shared.http.pagination import Page, PageQuery
 
 Status = Literal["open", "pending", "resolved", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -85,9 +85,8 @@ class Ticket(TicketSummary):
     comments: list[Comment]
 
 
-class TicketList(BaseModel):
-    items: list[TicketSummary]
-    next_cursor: str | None
+class TicketList(Page[TicketSummary]):
+    pass
 
 
 class TicketQuery(PageQuery):

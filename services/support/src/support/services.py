@@ -1,11 +1,12 @@
 """Support's business rules. Functions take their unit of work (or database) as a parameter
-and know nothing of HTTP; resources and event handlers both call them."""
+and know nothing of HTTP; resources and event handlers both call them. Refusals are
+`fleet_shared.domain` errors, which the HTTP edge turns into problem documents."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,32 +16,22 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp
-from fleet_shared.problems import Conflict, NotFound
+from fleet_shared.domain import Conflict, NotFound, StateMachine, Transition
+from fleet_shared.http.etag import IfMatch, etag_of
 from support import models
 
 log = logging.getLogger(__name__)
 
 # --- the ticket state machine (no I/O) -----------------------------------------------------
 
-#: Where each status may go next. Closed is final.
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "open": frozenset({"pending"}),
-    "pending": frozenset({"resolved", "open"}),
-    "resolved": frozenset({"closed", "open"}),
-    "closed": frozenset(),
-}
-
-
-def can_transition(current: str, new: str) -> bool:
-    """Staying put is always allowed (a PATCH that repeats the status changes nothing)."""
-    return new == current or new in TRANSITIONS[current]
-
-
-def check_transition(current: str, new: str) -> None:
-    if not can_transition(current, new):
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (closed is final)"
-        raise Conflict(f"A ticket cannot go from {current} to {new}; from {current} it may go "
-                       f"to: {allowed}.", "illegal-transition")
+#: Where a ticket may go, and from where. A PATCH names the status it wants, so each move is
+#: named by the status it reaches. Closed is final (no move starts from it).
+TICKETS: StateMachine[str, Transition[str]] = StateMachine("ticket", "open", {
+    "pending": Transition(frozenset({"open"}), "pending"),
+    "resolved": Transition(frozenset({"pending"}), "resolved"),
+    "open": Transition(frozenset({"pending", "resolved"}), "open"),  # reopened
+    "closed": Transition(frozenset({"resolved"}), "closed"),
+})
 
 
 #: Why support opens a system ticket, and at which priority (DESIGN.md §4 point 5).
@@ -125,8 +116,9 @@ def list_tickets(
     priority: str | None = None,
     shipment_id: uuid.UUID | None = None,
     customer_email: str | None = None,
-) -> list[dict[str, Any]]:
-    """Oldest first by creation sequence; `limit + 1` rows, each with its `_seq` cursor key."""
+) -> list[tuple[int, dict[str, Any]]]:
+    """Oldest first by creation sequence; `limit + 1` rows, each beside its page key (the
+    creation sequence)."""
     query = _TICKET.order_by(models.Ticket.seq).limit(limit + 1)
     if after is not None:
         query = query.where(models.Ticket.seq > after)
@@ -139,7 +131,7 @@ def list_tickets(
     if customer_email is not None:
         query = query.where(func.lower(models.Ticket.customer_email) == customer_email.lower())
     with db.read_engine.connect() as conn:
-        return [{**_summary(row), "_seq": row.seq} for row in conn.execute(query)]
+        return [(row.seq, _summary(row)) for row in conn.execute(query)]
 
 
 def get_comment(db: Database, ticket_id: uuid.UUID, comment_id: uuid.UUID) -> dict[str, Any]:
@@ -182,17 +174,23 @@ def update_ticket(
     uow: UnitOfWork,
     ticket_id: uuid.UUID,
     changes: dict[str, Any],
-    precondition: Callable[[dict[str, Any]], None] = lambda current: None,
+    expected: IfMatch | None = None,
 ) -> dict[str, Any]:
-    """Change status, priority or assignee. `precondition` sees the current ticket under the
-    row lock (If-Match checks it). A closed ticket is final: changing anything is a 409."""
+    """Change status, priority or assignee.
+
+    PreconditionFailed when the ticket is not the version the client `expected` (checked
+    under the row lock, before anything else); InvalidTransition for a status change the
+    machine does not allow (staying in the same status is no change, so always allowed); a
+    closed ticket is final: changing anything is a Conflict.
+    """
     with uow:
         ticket = lock_ticket(uow, ticket_id)
-        precondition(get_ticket_in(uow, ticket_id))
+        if expected is not None:
+            expected.check(etag_of(get_ticket_in(uow, ticket_id)))
         changed = {key: value for key, value in changes.items()
                    if getattr(ticket, key) != value}
         if "status" in changed:
-            check_transition(ticket.status, changed["status"])
+            TICKETS.check(ticket.status, changed["status"])
         elif changed and ticket.status == "closed":
             raise Conflict(f"Ticket {ticket_id} is closed; a closed ticket cannot change.",
                            "ticket-closed")

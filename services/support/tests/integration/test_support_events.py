@@ -16,7 +16,7 @@ from sqlalchemy import text
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.envelope import Event
-from fleet_shared.testing import wait_for
+from fleet_tools.testing import wait_for
 from support.handlers import HANDLERS
 
 pytestmark = pytest.mark.integration

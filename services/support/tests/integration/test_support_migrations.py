@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fleet_shared import migrations
 from fleet_shared.db import engine_url
-from fleet_shared.testing import public_tables as tables
+from fleet_tools.testing import public_tables as tables
 from support import models
 
 pytestmark = pytest.mark.integration

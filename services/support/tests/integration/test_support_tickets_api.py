@@ -12,7 +12,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from fleet_shared.db import Database
 from fleet_shared.http.pagination import encode_cursor
-from fleet_shared.testing import token
+from fleet_tools.testing import token
 from support import services
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ def test_illegal_transitions_are_409(client: FlaskClient, auth: Headers,
     before = client.get(f"/v1/tickets/{ticket_id}", headers=auth).json
     response = patch(client, auth, ticket_id, status=illegal)
     assert response.status_code == 409
-    assert response.json["type"].endswith("/illegal-transition")
+    assert response.json["type"].endswith("/invalid-transition")
     assert client.get(f"/v1/tickets/{ticket_id}", headers=auth).json == before
 
 

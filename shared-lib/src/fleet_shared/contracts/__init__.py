@@ -1,8 +1,11 @@
-"""Event contracts: one JSON Schema per event type and version, kept here and nowhere else.
+"""Event contracts: one model and one JSON Schema per event type and version, kept here.
 
-Publishers are tested against these schemas; consumers validate every event at receipt, and
-an event that breaks its contract is parked with the reason instead of reaching a handler.
-File names are ``events/<type>.v<version>.json``; each schema describes the envelope's `data`.
+The models (`inventory.py`, `shipping.py`: one module per publishing service, on the base in
+`models.py`) are the source: publishers build events from them (`Model(...).event(source=)`)
+and handlers read them (`Model.of(event)`). The schemas in ``events/<type>.v<version>.json``
+are generated from the models (`python -m fleet_shared.contracts`, see `generate.py`) and
+committed; consumers validate every event's `data` against them at receipt, and an event that
+breaks its contract is parked with the reason instead of reaching a handler.
 
 ``subscriptions.json`` says which service consumes which types: publishers use it to keep an
 event for a consumer that is not deployed yet (`fleet_shared.service.run_migrate`, the relay).

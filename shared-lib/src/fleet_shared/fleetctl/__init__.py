@@ -1,6 +1,8 @@
-"""fleetctl: run the whole fleet locally, and inspect or repair one anywhere.
+"""fleetctl: inspect and repair a Fleet service anywhere, from its own settings.
 
-``fleetctl up|down|status|restart`` drive the local supervisor (``local.py``); ``status``,
-``dlq``, ``token`` and ``migrate`` also work inside a Kubernetes pod from the same environment
-variables the services read. docs/fleetctl.md describes every command.
+This package is the part every service image carries: ``status``, ``dlq``, ``token`` and
+``migrate``, which work inside a Kubernetes pod from the same environment variables the
+services read. The local fleet's commands (``up``, ``down``, ``restart``, ...) come from the
+fleet-tools package through the ``fleetctl.commands`` entry points (`cli.installed_commands`).
+docs/fleetctl.md describes every command.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 
 class CommandError(Exception):
@@ -16,11 +15,6 @@ class CommandError(Exception):
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-def log(message: str) -> None:
-    """A supervisor line: timestamped, because it ends up in .fleet/logs/supervisor.log."""
-    print(f"{time.strftime('%H:%M:%S')} fleetctl: {message}", flush=True)
 
 
 def error(message: str) -> None:

@@ -16,9 +16,12 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from fleet_shared.events.broker import Topology, connection_parameters
-from fleet_shared.fleetctl.config import DEFAULT_BROKER_URL
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.settings import ConfigError, common_settings, load_settings, setting_value
+
+#: The local fleet's broker (`fleetctl up` uses it too): where fleetctl looks when neither the
+#: service's settings nor ``FLEET_BROKER_URL`` name one.
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
 def broker_url(environ: Mapping[str, str] | None = None) -> str:

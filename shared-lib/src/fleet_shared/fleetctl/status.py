@@ -5,15 +5,18 @@ alive, restarts and its probe (``/readyz``, the gateway's ``/healthz``).
 Per service: messages ready in its queue, waiting in its retry queues and parked, and its
 outbox backlog (rows with ``sent_at IS NULL``). Exit status 1 when something is not ready.
 
-Locally it reads .fleet/state.json. Inside a pod (no state file) it checks the one service
-named by ``--service`` against ``DATABASE_URL`` and ``BROKER_URL`` (the variables the service
-reads) and probes the api (``PORT``) and worker (``HEALTH_PORT``) ports on localhost.
+Inside a pod it checks the one service named by ``--service`` against ``DATABASE_URL`` and
+``BROKER_URL`` (the variables the service reads) and probes the api (``PORT``) and worker
+(``HEALTH_PORT``) ports on localhost. The local fleet's status (its state file, every process)
+is fleet-tools' ``status``, which reports through `report` below.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,11 +24,20 @@ from typing import Any
 import psycopg
 
 from fleet_shared.fleetctl import queues
-from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, say
-from fleet_shared.fleetctl.local import probe
-from fleet_shared.fleetctl.state import pid_alive, read_state, run_dir_in_use
 from fleet_shared.settings import ConfigError, common_settings, load_settings
+
+
+def probe(url: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """GET a probe URL: (ready?, a short description of the answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local
+            return response.status == 200, f"{response.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"{exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, "refused" if "refused" in str(reason).lower() else str(reason)
 
 
 @dataclass
@@ -79,33 +91,6 @@ def service_status(service: str, database_url: str, broker_url: str,
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         result.problems.append(f"database: {detail}")
     return result
-
-
-def process_status(process: Mapping[str, Any]) -> ProcessStatus:
-    pid = process.get("pid")
-    alive = pid_alive(pid)
-    ready = probe(process["ready_url"], timeout=2.0)[1] if alive else "-"
-    ready = "ok" if ready == "200" else ready
-    return ProcessStatus(process["name"], pid, process.get("port"), alive, ready,
-                         int(process.get("restarts") or 0))
-
-
-def local_status(config: LocalConfig, service: str | None
-                 ) -> tuple[dict[str, Any], list[ProcessStatus], list[ServiceStatus]]:
-    state = read_state(config.state_path)
-    if state is None:
-        raise CommandError(f"no local fleet in {config.run_dir} (no state.json): start one "
-                           "with `make up`, or give --service inside a pod")
-    running = run_dir_in_use(config.run_dir) and pid_alive(state.get("supervisor_pid"))
-    summary = {"supervisor_pid": state.get("supervisor_pid"),
-               "status": state.get("status") if running else "not running",
-               "gateway_url": state.get("gateway_url"), "run_dir": str(config.run_dir)}
-    processes = [process_status(p) for p in state.get("processes", [])
-                 if service is None or p.get("service") in (service, None)]
-    services = [service_status(name, info["database_url"], state["broker_url"], config.environ)
-                for name, info in state.get("services", {}).items()
-                if service is None or name == service]
-    return summary, processes, services
 
 
 def pod_status(service: str, environ: Mapping[str, str]
@@ -164,10 +149,9 @@ def report(summary: dict[str, Any], processes: list[ProcessStatus],
 
 
 def status(service: str | None, as_json: bool, environ: Mapping[str, str] | None = None) -> int:
+    if service is None:
+        raise CommandError("give --service: inside a pod status checks that service (the local "
+                           "fleet's status needs fleet-tools: make setup)", 2)
     env = dict(os.environ if environ is None else environ)
-    config = LocalConfig.from_env(env)
-    if config.state_path.exists() or service is None:
-        summary, processes, services = local_status(config, service)
-    else:
-        summary, processes, services = pod_status(service, env)
+    summary, processes, services = pod_status(service, env)
     return 0 if report(summary, processes, services, as_json) else 1

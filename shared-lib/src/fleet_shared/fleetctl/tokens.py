@@ -3,25 +3,23 @@
 HS256 with the secret the services use: ``FLEET_JWT_SECRET`` (what `fleetctl up` gives the
 local fleet), else ``JWT_SECRET`` or the file ``JWT_SECRET_FILE`` names (inside a pod). The
 development secret is public (it is in this repository), so it is used only where it is the
-services' secret too: with ``FLEET_ENV=development``, or for the local fleet `fleetctl up`
-(``make run``) started in this run directory with it (its state file says so). Anywhere else a
-missing secret, the development secret or a placeholder is refused rather than minting a token
-no real service should accept. With ``--private-key FILE`` it signs RS256 (RSA key) or ES256
-(P-256 key) instead. Lifetimes are capped at MAX_TTL: a token cannot be revoked, only
-outlived.
+services' secret too: with ``FLEET_ENV=development``, or where the caller's `LocalFleet` check
+says a local fleet started here uses it (fleet-tools passes one: `fleetctl up` records it in
+its state file). Anywhere else a missing secret, the development secret or a placeholder is
+refused rather than minting a token no real service should accept. With ``--private-key FILE``
+it signs RS256 (RSA key) or ES256 (P-256 key) instead. Lifetimes are capped at MAX_TTL: a
+token cannot be revoked, only outlived.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet_shared.fleetctl.config import development_default, run_dir
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.fleetctl.state import read_state
 from fleet_shared.http.auth import mint_token
 from fleet_shared.settings import (
     ConfigError,
@@ -35,6 +33,18 @@ from fleet_shared.settings import (
 
 SCOPE = re.compile(r"^[a-z][a-z0-9_-]*:(read|write)$")
 MAX_TTL = 24 * 3600
+
+#: Whether a local fleet started from this environment signs with the development secret,
+#: and if not, why not (one clause for the error line).
+LocalFleet = Callable[[Mapping[str, str]], tuple[bool, str]]
+
+
+def development_default(name: str) -> str:
+    """A shared setting's development default, as `fleet_shared.settings` declares it."""
+    for setting in common_settings("any"):
+        if setting.name == name and setting.dev_default is not None:
+            return setting.dev_default
+    raise KeyError(name)
 
 
 def parse_ttl(raw: str) -> int:
@@ -68,35 +78,31 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
         raise CommandError(str(exc), 2) from None
 
 
-def _development(env: Mapping[str, str]) -> tuple[bool, str]:
+def _development(env: Mapping[str, str], local_fleet: LocalFleet | None) -> tuple[bool, str]:
     """Whether the development secret is the services' secret here, and if not, why not."""
     fleet_env = _raw(env, "FLEET_ENV")
     if fleet_env == "development":
         return True, ""
     if fleet_env:
         return False, f"FLEET_ENV={fleet_env}"
-    directory = run_dir(env)
-    state = read_state(directory / "state.json")
-    if state is None:
-        return False, "FLEET_ENV is not development and no local fleet was started here"
-    if state.get("development_secret", True) is not True:
-        return False, (f"the local fleet in {directory} signs with its own FLEET_JWT_SECRET: "
-                       "set it here too")
-    return True, ""
+    if local_fleet is None:
+        return False, "FLEET_ENV is not development"
+    return local_fleet(env)
 
 
-def signing_secret(environ: Mapping[str, str] | None = None) -> str:
+def signing_secret(environ: Mapping[str, str] | None = None,
+                   local_fleet: LocalFleet | None = None) -> str:
     env = os.environ if environ is None else environ
     name = "FLEET_JWT_SECRET" if env.get("FLEET_JWT_SECRET") else "JWT_SECRET"
     secret = env.get(name) if name == "FLEET_JWT_SECRET" else _raw(env, name)
     if not secret:
-        allowed, why = _development(env)
+        allowed, why = _development(env, local_fleet)
         if not allowed:
             raise CommandError(f"no signing secret: set JWT_SECRET (FLEET_JWT_SECRET for a local "
                                f"fleet); the development secret is not used because {why}", 2)
         return development_default("JWT_SECRET")
     if is_well_known_secret(secret):
-        allowed, why = _development(env)
+        allowed, why = _development(env, local_fleet)
         if not allowed:
             raise CommandError(f"{name} is the published development secret or a placeholder, "
                                f"refused because {why}", 2)
@@ -137,7 +143,8 @@ def _private_key(path: Path) -> tuple[Any, str]:
 
 
 def token(subject: str, scope: str, ttl: int, private_key: Path | None = None,
-          environ: Mapping[str, str] | None = None, key_id: str | None = None) -> str:
+          environ: Mapping[str, str] | None = None, key_id: str | None = None,
+          local_fleet: LocalFleet | None = None) -> str:
     env = os.environ if environ is None else environ
     if not subject.strip():
         raise CommandError("--sub must not be empty", 2)
@@ -153,5 +160,5 @@ def token(subject: str, scope: str, ttl: int, private_key: Path | None = None,
         key, algorithm = _private_key(private_key)
         return mint_token(key, subject, " ".join(scopes), ttl, algorithm=algorithm,
                           key_id=key_id, extra_claims=_claims(env))
-    return mint_token(signing_secret(env), subject, " ".join(scopes), ttl, key_id=key_id,
-                      extra_claims=_claims(env))
+    return mint_token(signing_secret(env, local_fleet), subject, " ".join(scopes), ttl,
+                      key_id=key_id, extra_claims=_claims(env))

@@ -21,7 +21,6 @@ from fleet_shared.http.jwks import JwksKeys
 from fleet_shared.http.metrics import install_metrics
 from fleet_shared.http.openapi import build_openapi
 from fleet_shared.http.resources import ProblemApi, problem_for
-from fleet_shared.problems import Problem
 from fleet_shared.settings import (
     HMAC_ALGORITHMS,
     ConfigError,
@@ -126,17 +125,13 @@ def _install_request_id(app: Flask) -> None:
 
 
 def _install_problem_handlers(app: Flask) -> None:
-    @app.errorhandler(Problem)
-    def problem(error: Problem) -> Response:
-        return error.response()
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
+    """Every error answers the problem document `problem_for` makes of it: a `Problem`, a
+    business rule's domain error, routing's own 404 and 405, or anything unexpected (500)."""
+    def problem(error: Exception) -> Response:
         return problem_for(error).response()
 
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> Response:
-        return problem_for(error).response()
+    app.register_error_handler(HTTPException, problem)
+    app.register_error_handler(Exception, problem)
 
 
 def _install_health(app: Flask, fleet: Fleet) -> None:

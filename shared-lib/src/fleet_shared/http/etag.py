@@ -1,9 +1,14 @@
-"""Strong ETags from the representation, and the If-Match / If-None-Match checks.
+"""Strong ETags from the representation, and the If-Match / If-None-Match comparisons.
 
 RFC 9110 §8.8.3 and §13.1: If-Match uses the strong comparison (a weak tag never matches, so
 a client holding a weak validator cannot overwrite a version it has not seen byte for byte);
 If-None-Match uses the weak comparison (a cached copy is "the same" whichever kind of tag).
 Entity-tags are parsed as the grammar says, not split on commas: an opaque tag may contain one.
+
+No Flask here: business rules compare a parsed If-Match (`IfMatch`) with the current version
+under their row lock, and must not need a request to do it. The headers are read at the edge:
+If-Match by `operation(conditional=True)` (http.resources), If-None-Match by
+`responses.not_modified`.
 """
 
 from __future__ import annotations
@@ -14,9 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
-
-from fleet_shared.problems import Problem
+from fleet_shared.domain import PreconditionFailed
 
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text
 _ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
@@ -86,11 +89,7 @@ def weak_match(a: EntityTag, b: EntityTag) -> bool:
 def if_match_passes(header: str, current: str) -> bool:
     """RFC 9110 §13.1.1 for a resource that exists: ``*`` or a strong match; a malformed
     field fails (refusing an unreadable precondition is the safe side of a write)."""
-    tags = parse_entity_tags(header)
-    if isinstance(tags, _Any):
-        return True
-    mine = _current(current)
-    return tags is not None and any(strong_match(tag, mine) for tag in tags)
+    return IfMatch.parse(header).passes(current)
 
 
 def if_none_match_matches(header: str, current: str) -> bool:
@@ -103,16 +102,49 @@ def if_none_match_matches(header: str, current: str) -> bool:
     return tags is not None and any(weak_match(tag, mine) for tag in tags)
 
 
-def require_match(current: str) -> None:
-    """412 when the client's If-Match names another version (absent If-Match passes)."""
-    header = request.headers.get("If-Match")
-    if header is None:
-        return
-    if not if_match_passes(header, current):
-        raise Problem(412, "The resource has changed since you read it (If-Match failed).",
-                      headers={"ETag": current})
+@dataclass(frozen=True)
+class IfMatch:
+    """A parsed If-Match field: the versions a conditional write accepts.
+
+    `operation(conditional=True)` parses the header once and hands this to the resource, which
+    passes it to the rule as a value; the rule checks it against the current version under its
+    row lock, so no write can slip in between the check and the change. `tags` is ANY, the
+    entity-tags, or None for a malformed field, which no version passes (refusing an
+    unreadable precondition is the safe side of a write).
+    """
+
+    tags: tuple[EntityTag, ...] | _Any | None
+
+    @classmethod
+    def parse(cls, header: str) -> IfMatch:
+        tags = parse_entity_tags(header)
+        return cls(tuple(tags) if isinstance(tags, list) else tags)
+
+    def passes(self, current: str) -> bool:
+        """RFC 9110 §13.1.1 for a resource that exists: ``*`` or a strong match."""
+        if isinstance(self.tags, _Any):
+            return True
+        mine = _current(current)
+        return self.tags is not None and any(strong_match(tag, mine) for tag in self.tags)
+
+    def check(self, current: str) -> None:
+        """PreconditionFailed (412, with `current` as the ETag) unless `current`, the
+        resource's ETag now, is a version the client expects."""
+        if not self.passes(current):
+            raise PreconditionFailed(current)
 
 
-def not_modified(current: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    return header is not None and if_none_match_matches(header, current)
+@dataclass(frozen=True)
+class Rendered:
+    """A representation serialised ahead of time (e.g. kept by the database), with its strong
+    ETag: served as it is (`responses.serve`), with no JSON work on the request path."""
+
+    json: str
+    etag: str
+
+    @classmethod
+    def from_row(cls, json_text: str, digest: str) -> Rendered:
+        return cls(json_text, f'"{digest}"')
+
+    def data(self) -> Any:
+        return json.loads(self.json)

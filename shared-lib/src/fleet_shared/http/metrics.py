@@ -124,7 +124,9 @@ class RequestMetrics:
     def _add(self, method: str, rule: str, status: str, tally: _Tally) -> None:
         self.total.labels(method, status, self.service).inc(tally.count)
         child: Any = self.duration.labels(method, rule, status, self.service)
-        # A tally of many observations at once: Histogram.observe takes one at a time.
+        # A tally of many observations at once: Histogram.observe takes one at a time. The
+        # attributes are private, so prometheus-client is pinned to one minor release and
+        # shared-lib/tests/unit/test_prometheus_internals.py fails if an upgrade moves them.
         child._sum.inc(tally.total)
         for index, count in enumerate(tally.buckets):
             if count:

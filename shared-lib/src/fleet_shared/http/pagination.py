@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from fleet_shared.http.fields import CheckedModel, unstorable
@@ -96,14 +96,28 @@ class PageQuery(CheckedModel):
         return None if self.cursor is None else cursor_key(self.cursor, self.key_type)
 
 
-def split_page(items: list[T], limit: int, key: Callable[[T], Any]) -> tuple[list[T], str | None]:
-    """`items` was fetched with limit + 1 rows: the extra one says whether a next page exists."""
-    more = len(items) > limit
-    items = items[:limit]
-    return items, encode_cursor(key(items[-1])) if more else None
+class Page(BaseModel, Generic[T]):
+    """A list's response: one page of items and the cursor of the next page (null on the
+    last). A service names each of its pages by subclassing it, `class ShipmentList(
+    Page[Shipment])`, so the OpenAPI document keeps one plain schema name per list."""
+
+    items: list[T]
+    next_cursor: str | None
 
 
-def page(items: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], Any]
-         ) -> dict[str, Any]:
-    shown, cursor = split_page(items, limit, key)
-    return {"items": shown, "next_cursor": cursor}
+def split_page(rows: Sequence[tuple[Any, T]], limit: int) -> tuple[list[T], str | None]:
+    """The items of one page, and the next page's cursor (None on the last page).
+
+    `rows` are (key, item) pairs in list order, fetched with limit + 1 rows: the extra one
+    says whether a next page exists. The key stays beside its item, never inside it, so
+    the item is what the client sees.
+    """
+    shown = rows[:limit]
+    cursor = encode_cursor(shown[-1][0]) if len(rows) > limit else None
+    return [item for _, item in shown], cursor
+
+
+def page(rows: Sequence[tuple[Any, T]], limit: int) -> dict[str, Any]:
+    """`split_page` as a response body, `{"items": [...], "next_cursor": ...}`."""
+    items, cursor = split_page(rows, limit)
+    return {"items": items, "next_cursor": cursor}

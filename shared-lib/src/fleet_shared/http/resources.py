@@ -2,6 +2,8 @@
 
 `operation` is where a resource method declares what it takes and returns; the same
 declaration authenticates and validates the request and generates the OpenAPI document.
+`problem_for` is the one place an error becomes the problem document a client gets: the
+domain errors the business rules raise (fleet_shared.domain) included.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from fleet_shared import domain
+from fleet_shared.http.etag import IfMatch
 from fleet_shared.http.idempotency import run_idempotent
 from fleet_shared.http.validation import parse_body, parse_query
 from fleet_shared.problems import Problem
@@ -51,6 +55,13 @@ def operation(
     idempotent: bool = False,
     conditional: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a resource method: the wrapper authenticates (`scope`), validates and passes
+    `query=` and `body=` models, runs `idempotent` creates under their Idempotency-Key, and
+    for a `conditional` method passes `if_match=`: the request's If-Match parsed
+    (`etag.IfMatch`), or None when absent. The method hands it to its rule, which checks it
+    against the current version under the row lock and raises `domain.PreconditionFailed`
+    (412, with the current ETag) on a mismatch; without If-Match the write simply applies.
+    """
     op = Operation(summary, scope, body, query, dict(responses), errors, idempotent, conditional)
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,6 +75,9 @@ def operation(
                 path["query"] = parse_query(op.query)
             if op.body is not None:
                 path["body"] = parse_body(op.body)
+            if op.conditional:
+                header = request.headers.get("If-Match")
+                path["if_match"] = None if header is None else IfMatch.parse(header)
             key = request.headers.get("Idempotency-Key")
             if op.idempotent and key is not None:
                 payload = path["body"].model_dump(mode="json") if "body" in path else None
@@ -87,6 +101,10 @@ def unit_of_work() -> Any:
 def problem_for(error: BaseException) -> Problem:
     if isinstance(error, Problem):
         return error
+    if isinstance(error, domain.DomainError):
+        refusal = _domain_problem(error)
+        if refusal is not None:
+            return refusal
     if isinstance(error, HTTPException) and error.code is not None:
         detail = error.description or error.name
         if error.code == 400 and "JSON" in str(detail):
@@ -101,6 +119,18 @@ def problem_for(error: BaseException) -> Problem:
                        headers={"Retry-After": "1"})
     log.error("unhandled error", exc_info=error)
     return Problem(500, "An unexpected error occurred; it has been logged.")
+
+
+def _domain_problem(error: domain.DomainError) -> Problem | None:
+    """A business rule's refusal as HTTP: the status, problem type and headers it means
+    (None for a kind of error this does not know yet: answered as unexpected, and logged)."""
+    if isinstance(error, domain.NotFound):
+        return Problem(404, error.detail)
+    if isinstance(error, domain.Conflict):
+        return Problem(409, error.detail, type_=error.kind)
+    if isinstance(error, domain.PreconditionFailed):
+        return Problem(412, error.detail, headers={"ETag": error.current})
+    return None
 
 
 class ProblemApi(flask_restful.Api):

@@ -4,9 +4,9 @@ from typing import Any
 
 from flask_restful import Resource
 
-from fleet_shared.http.etag import require_match
+from fleet_shared.http.etag import IfMatch
 from fleet_shared.http.resources import operation, unit_of_work
-from fleet_shared.http.responses import created, database, rendered_page
+from fleet_shared.http.responses import created, database, rendered_page, serve
 from inventory import schemas, services
 
 READ, WRITE = "inventory:read", "inventory:write"
@@ -30,13 +30,12 @@ class ProductItem(Resource):
     @operation("Get a product with its stock per warehouse", scope=READ,
                responses={200: schemas.Product, 304: None}, errors=(404,))
     def get(self, sku: str) -> Any:
-        return services.get_product(database(), sku).response()
+        return serve(services.get_product(database(), sku))
 
     @operation("Change a product's name, description or reorder point", scope=WRITE,
                body=schemas.ProductPatch, responses={200: schemas.Product}, errors=(404,),
                conditional=True)
-    def patch(self, sku: str, body: schemas.ProductPatch) -> Any:
-        product = services.update_product(
-            unit_of_work(), sku, body.model_dump(exclude_unset=True),
-            precondition=lambda current: require_match(current.etag))
+    def patch(self, sku: str, body: schemas.ProductPatch, if_match: IfMatch | None) -> Any:
+        product = services.update_product(unit_of_work(), sku,
+                                          body.model_dump(exclude_unset=True), if_match)
         return product.data(), 200, {"ETag": product.etag}

@@ -16,12 +16,8 @@ class Reservations(Resource):
     @operation("List reservations (filter with ?reference=)", scope=READ,
                query=schemas.ReservationQuery, responses={200: schemas.ReservationList})
     def get(self, query: schemas.ReservationQuery) -> Any:
-        items = services.list_reservations(unit_of_work(), query.limit, query.after,
-                                           query.reference)
-        result = page(items, query.limit, key=lambda item: item["_seq"])
-        for item in result["items"]:
-            del item["_seq"]
-        return result
+        return page(services.list_reservations(unit_of_work(), query.limit, query.after,
+                                               query.reference), query.limit)
 
 
 class ReservationItem(Resource):

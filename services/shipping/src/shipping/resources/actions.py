@@ -2,7 +2,8 @@
 
 Each answers 200 with the updated shipment, 404 for an unknown shipment, 409
 (`invalid-transition`) from a status that does not allow it and, when If-Match is sent, 412
-if the shipment changed since the client read it (checked under the row lock).
+if the shipment changed since the client read it: `operation` parses the header, the rule
+checks it under the row lock.
 """
 
 from __future__ import annotations
@@ -13,19 +14,13 @@ from uuid import UUID
 from flask import request
 from flask_restful import Resource
 
-from fleet_shared.http.etag import etag_of, require_match
+from fleet_shared.http.etag import IfMatch, etag_of
 from fleet_shared.http.resources import operation, unit_of_work
 from fleet_shared.http.validation import parse_body
 from shipping import schemas, services
 from shipping.resources.shipments import WRITE
 
 ERRORS = (404, 409)
-
-
-def _if_match() -> services.Precondition | None:
-    if request.headers.get("If-Match") is None:
-        return None
-    return lambda current: require_match(etag_of(current))
 
 
 def _no_body() -> None:
@@ -42,40 +37,40 @@ class Dispatch(Resource):
     @operation("Hand a ready shipment to a carrier (inventory commits the stock)",
                scope=WRITE, body=schemas.Dispatch, responses={200: schemas.Shipment},
                errors=ERRORS, idempotent=True, conditional=True)
-    def post(self, shipment_id: UUID, body: schemas.Dispatch) -> Any:
+    def post(self, shipment_id: UUID, body: schemas.Dispatch, if_match: IfMatch | None) -> Any:
         return _updated(services.dispatch(unit_of_work(), shipment_id, body.carrier,
-                                          body.tracking_number, _if_match()))
+                                          body.tracking_number, if_match))
 
 
 class Deliver(Resource):
     @operation("Record that a dispatched shipment was delivered", scope=WRITE,
                responses={200: schemas.Shipment}, errors=(*ERRORS, 400, 415, 422),
                idempotent=True, conditional=True)
-    def post(self, shipment_id: UUID) -> Any:
+    def post(self, shipment_id: UUID, if_match: IfMatch | None) -> Any:
         _no_body()
-        return _updated(services.deliver(unit_of_work(), shipment_id, _if_match()))
+        return _updated(services.deliver(unit_of_work(), shipment_id, if_match))
 
 
 class Fail(Resource):
     @operation("Record that delivery of a dispatched shipment failed", scope=WRITE,
                body=schemas.Fail, responses={200: schemas.Shipment}, errors=ERRORS,
                idempotent=True, conditional=True)
-    def post(self, shipment_id: UUID, body: schemas.Fail) -> Any:
-        return _updated(services.fail(unit_of_work(), shipment_id, body.reason, _if_match()))
+    def post(self, shipment_id: UUID, body: schemas.Fail, if_match: IfMatch | None) -> Any:
+        return _updated(services.fail(unit_of_work(), shipment_id, body.reason, if_match))
 
 
 class Cancel(Resource):
     @operation("Cancel a shipment not yet dispatched (inventory releases its stock)",
                scope=WRITE, body=schemas.Cancel, responses={200: schemas.Shipment},
                errors=ERRORS, idempotent=True, conditional=True)
-    def post(self, shipment_id: UUID, body: schemas.Cancel) -> Any:
-        return _updated(services.cancel(unit_of_work(), shipment_id, body.reason, _if_match()))
+    def post(self, shipment_id: UUID, body: schemas.Cancel, if_match: IfMatch | None) -> Any:
+        return _updated(services.cancel(unit_of_work(), shipment_id, body.reason, if_match))
 
 
 class Reserve(Resource):
     @operation("Ask inventory again to reserve a backordered shipment (back to pending)",
                scope=WRITE, responses={200: schemas.Shipment}, errors=(*ERRORS, 400, 415, 422),
                idempotent=True, conditional=True)
-    def post(self, shipment_id: UUID) -> Any:
+    def post(self, shipment_id: UUID, if_match: IfMatch | None) -> Any:
         _no_body()
-        return _updated(services.request_reservation(unit_of_work(), shipment_id, _if_match()))
+        return _updated(services.request_reservation(unit_of_work(), shipment_id, if_match))

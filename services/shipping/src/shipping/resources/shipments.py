@@ -17,12 +17,8 @@ class Shipments(Resource):
     @operation("List shipments, oldest first (filter with ?status= and ?order_reference=)",
                scope=READ, query=schemas.ShipmentQuery, responses={200: schemas.ShipmentList})
     def get(self, query: schemas.ShipmentQuery) -> Any:
-        items = services.list_shipments(database(), query.limit, query.after,
-                                        query.status, query.order_reference)
-        result = page(items, query.limit, key=lambda item: item["_seq"])
-        for item in result["items"]:
-            del item["_seq"]
-        return result
+        return page(services.list_shipments(database(), query.limit, query.after,
+                                            query.status, query.order_reference), query.limit)
 
     @operation("Create a shipment (pending: inventory is asked to reserve its items)",
                scope=WRITE, body=schemas.ShipmentCreate, responses={201: schemas.Shipment},

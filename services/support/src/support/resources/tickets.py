@@ -5,7 +5,7 @@ from uuid import UUID
 
 from flask_restful import Resource
 
-from fleet_shared.http.etag import etag_of, require_match
+from fleet_shared.http.etag import IfMatch, etag_of
 from fleet_shared.http.pagination import page
 from fleet_shared.http.resources import operation, unit_of_work
 from fleet_shared.http.responses import created, database, tagged
@@ -18,14 +18,11 @@ class Tickets(Resource):
     @operation("List tickets (filter by status, priority, shipment_id, customer_email)",
                scope=READ, query=schemas.TicketQuery, responses={200: schemas.TicketList})
     def get(self, query: schemas.TicketQuery) -> Any:
-        items = services.list_tickets(
+        rows = services.list_tickets(
             database(), query.limit, query.after, status=query.status,
             priority=query.priority, shipment_id=query.shipment_id,
             customer_email=query.customer_email)
-        result = page(items, query.limit, key=lambda item: item["_seq"])
-        for item in result["items"]:
-            del item["_seq"]
-        return result
+        return page(rows, query.limit)
 
     @operation("Open a ticket for a customer", scope=WRITE, body=schemas.TicketCreate,
                responses={201: schemas.Ticket}, idempotent=True)
@@ -43,8 +40,7 @@ class TicketItem(Resource):
     @operation("Change a ticket's status, priority or assignee", scope=WRITE,
                body=schemas.TicketPatch, responses={200: schemas.Ticket}, errors=(404, 409),
                conditional=True)
-    def patch(self, ticket_id: UUID, body: schemas.TicketPatch) -> Any:
-        ticket = services.update_ticket(
-            unit_of_work(), ticket_id, body.model_dump(exclude_unset=True),
-            precondition=lambda current: require_match(etag_of(current)))
+    def patch(self, ticket_id: UUID, body: schemas.TicketPatch, if_match: IfMatch | None) -> Any:
+        ticket = services.update_ticket(unit_of_work(), ticket_id,
+                                        body.model_dump(exclude_unset=True), if_match)
         return ticket, 200, {"ETag": etag_of(ticket)}

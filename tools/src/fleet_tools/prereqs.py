@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import psycopg
 
-from fleet_shared.fleetctl.config import LocalConfig
+from fleet_tools.config import LocalConfig
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_RABBITMQ = "rabbitmq-server -detached"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet_shared.fleetctl import prereqs
 from fleet_shared.fleetctl.cli import main
-from fleet_shared.fleetctl.config import LocalConfig
+from fleet_tools import prereqs
+from fleet_tools.config import LocalConfig
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@
 1. preflight: PostgreSQL, RabbitMQ and nginx reachable, every service loads, ports free;
 2. each service's role and database, created when missing;
 3. each service's migrations (``<svc> migrate``: schema and broker queues);
-4. the supervisor (``local.py``): in this process with ``--foreground`` (Ctrl-C stops it),
+4. the supervisor (``supervisor.py``): in this process with ``--foreground`` (Ctrl-C stops it),
    otherwise detached in a new session, logging to .fleet/logs/supervisor.log, and this
    command returns once it reports every process ready.
 """
@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from fleet_shared.fleetctl import plan, prereqs, provision
-from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, error, say
-from fleet_shared.fleetctl.local import Supervisor
-from fleet_shared.fleetctl.state import read_state, run_dir_in_use
+from fleet_shared.fleetctl.migrate import run_migrations
+from fleet_tools import plan, prereqs, provision
+from fleet_tools.config import LocalConfig
+from fleet_tools.state import read_state, run_dir_in_use
+from fleet_tools.supervisor import Supervisor
 
 
 def fleetctl_command() -> str:
@@ -61,8 +62,8 @@ def prepare(config: LocalConfig) -> None:
     for service in config.services:
         done = provision.provision(config, service)
         say(f"{service}: database {config.database_name(service)} and role {service}: {done}")
-        provision.run_migrations(service, config.service_env(service),
-                                 config.logs_dir / f"{service}-migrate.log")
+        run_migrations(service, config.service_env(service),
+                       config.logs_dir / f"{service}-migrate.log")
         say(f"{service}: migrated")
 
 

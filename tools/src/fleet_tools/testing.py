@@ -2,7 +2,9 @@
 
 Every test session makes its own databases and its own RabbitMQ vhost, with random names, and
 removes them at the end, so two runs on one machine never see each other's data.
-Loaded by the repository's root conftest (``pytest_plugins``).
+Loaded by the repository's root conftest (``pytest_plugins``). Also fleetctl's test
+environment (``run_dir``, ``fleet_env``), shared by the runtime's and the tools' fleetctl
+tests.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -97,6 +102,29 @@ def delete_queues(broker_url: str, queues: list[str]) -> None:
             channel.queue_delete(queue)
     finally:
         connection.close()
+
+
+@pytest.fixture()
+def run_dir() -> Iterator[Path]:
+    """A run directory under the system temp dir (NGINX's workers must be able to reach it)."""
+    path = Path(tempfile.mkdtemp(prefix="fleetctl-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def fleet_env(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> dict[str, str]:
+    """fleetctl's variables pointed at nothing shared: the test's run dir, no inherited URLs."""
+    # Replicas and port bases, fleet-wide and per service: any of them moves the ports.
+    layout = [name for name in os.environ if name.startswith("FLEET_")
+              and name.endswith(("_REPLICAS", "_PORT_BASE"))]
+    settings = ("BROKER_URL", "DATABASE_URL", "JWT_SECRET", "EVENT_EXCHANGE",
+                "EVENT_RETRY_DELAYS_MS")
+    for name in (*settings, *(f"{s}_FILE" for s in settings), "FLEET_JWT_SECRET",
+                 "FLEET_SERVICES", "FLEET_GATEWAY_PORT", *layout):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLEET_RUN_DIR", str(run_dir))
+    return {"FLEET_RUN_DIR": str(run_dir)}
 
 
 def token(scopes: str, subject: str = "tester", ttl: int = 600) -> str:

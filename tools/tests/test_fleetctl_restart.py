@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.fleetctl.restart import targets
+from fleet_tools.restart import targets
 
 
 def process(name: str, kind: str, service: str | None) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from fleet_shared.fleetctl.config import LocalConfig
-from fleet_shared.fleetctl.down import down
-from fleet_shared.fleetctl.restart import restart
-from fleet_shared.fleetctl.state import pid_alive, read_state
-from fleet_shared.fleetctl.status import local_status
+from fleet_tools.config import LocalConfig
+from fleet_tools.down import down
+from fleet_tools.restart import restart
+from fleet_tools.state import pid_alive, read_state
+from fleet_tools.status import local_status
 
 DRIVER = Path(__file__).with_name("fleetctl_fake_fleet.py")
 

@@ -1,10 +1,15 @@
 """What the local fleet runs: one process per api and worker replica, each with its own name,
-port, log and environment."""
+port, log and environment, and NGINX on the gateway renderer's file, check and command."""
 
 from __future__ import annotations
 
-from fleet_shared.fleetctl import plan
-from fleet_shared.fleetctl.config import LocalConfig
+from pathlib import Path
+
+import pytest
+
+from fleet_shared.fleetctl.console import CommandError
+from fleet_tools import gateway, plan
+from fleet_tools.config import LocalConfig
 
 
 def specs(**env: str) -> dict[str, plan.ProcessSpec]:
@@ -53,3 +58,44 @@ def test_api_replicas_can_differ_per_service() -> None:
             for spec in planned.values() if spec.kind == "api"]
     assert apis == [("inventory-api-1", 8111, "8111"), ("support-api-1", 8131, "8131"),
                     ("support-api-2", 8132, "8132"), ("support-api-3", 8133, "8133")]
+
+
+def fake_nginx(tmp_path: Path, status: int) -> str:
+    """An "nginx" that records its arguments and exits with `status`, complaining if not 0."""
+    script = tmp_path / "nginx"
+    script.write_text("#!/bin/sh\n"
+                      f'echo "$@" >> "{tmp_path}/calls"\n'
+                      f'[ {status} = 0 ] || echo "nginx: [emerg] unexpected \\"}}\\"" >&2\n'
+                      f"exit {status}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_gateway_is_the_renderers_file_checked_and_run_by_its_command(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The local fleet's gateway is fleet_tools.gateway's: its values, its file, its check and
+    its command line, so the gateway tests exercise what `make run` starts."""
+    nginx = fake_nginx(tmp_path, 0)
+    local = LocalConfig.from_env({"FLEET_RUN_DIR": str(run_dir), "FLEET_NGINX": nginx})
+    conf = plan.write_gateway_config(local)
+    values = gateway.local_values(
+        local.gateway_dir, f"127.0.0.1:{local.gateway_port}", local.upstreams(),
+        access_log=local.logs_dir / "gateway-access.log",
+        error_log=local.logs_dir / "gateway-error.log")
+    assert conf == local.gateway_dir / "nginx.conf"
+    assert conf.read_text() == gateway.render(gateway.read_template(), values)
+    checked = gateway.nginx_command(local.gateway_dir, conf, "-t", "-q", nginx=nginx)
+    assert (tmp_path / "calls").read_text().split() == checked[1:]
+    assert plan.gateway_process(local, conf).argv == gateway.nginx_command(
+        local.gateway_dir, conf, nginx=nginx)
+
+
+def test_nginx_refusing_the_rendered_file_stops_the_start(run_dir: Path, tmp_path: Path) -> None:
+    local = LocalConfig.from_env({"FLEET_RUN_DIR": str(run_dir),
+                                  "FLEET_NGINX": fake_nginx(tmp_path, 1)})
+    with pytest.raises(CommandError) as refused:
+        plan.write_gateway_config(local)
+    assert str(refused.value) == (
+        f"nginx rejects the rendered gateway configuration {local.gateway_dir / 'nginx.conf'}: "
+        'nginx: [emerg] unexpected "}"')

@@ -27,12 +27,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from fleet_shared import gateway
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.settings import FILE_SUFFIX, common_settings
+from fleet_shared.fleetctl.queues import DEFAULT_BROKER_URL
+from fleet_shared.fleetctl.tokens import development_default
+from fleet_shared.settings import FILE_SUFFIX
+from fleet_tools import gateway
 
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 MAX_REPLICAS = 8
 HIGHEST_PORT = 65535
 # A worker's health port sits in the last slot of its service's block of ten (base+9); each
@@ -41,14 +42,6 @@ HIGHEST_PORT = 65535
 WORKER_PORT_OFFSET = 9
 WORKER_REPLICA_STRIDE = 100
 KINDS = ("api", "worker")
-
-
-def development_default(name: str) -> str:
-    """A shared setting's development default, as `fleet_shared.settings` declares it."""
-    for setting in common_settings("any"):
-        if setting.name == name and setting.dev_default is not None:
-            return setting.dev_default
-    raise KeyError(name)
 
 
 def installed_service_names() -> list[str]:

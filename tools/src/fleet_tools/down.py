@@ -13,9 +13,9 @@ import os
 import signal
 from typing import Any
 
-from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, say
-from fleet_shared.fleetctl.state import is_same_process, read_state, run_dir_in_use, wait_gone
+from fleet_tools.config import LocalConfig
+from fleet_tools.state import is_same_process, read_state, run_dir_in_use, wait_gone
 
 LEFTOVER_GRACE = 10.0
 

@@ -13,9 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from fleet_shared.fleetctl.config import LocalConfig
-from fleet_shared.fleetctl.local import Supervisor
-from fleet_shared.fleetctl.plan import ProcessSpec
+from fleet_tools.config import LocalConfig
+from fleet_tools.plan import ProcessSpec
+from fleet_tools.supervisor import Supervisor
 
 STAND_IN = r"""
 import http.server, signal, sys, threading

@@ -1,7 +1,9 @@
 """Render the gateway's NGINX template (gateway/nginx.conf.template) for a local run.
 
 The template is the one the container renders with envsubst at start-up; this module gives
-the local runner and the tests the same rendering in Python:
+the local fleet (`fleet_tools.plan`) and the tests the same rendering in Python. No image
+imports it: the gateway image renders with its shell entrypoint, the service images never
+route.
 
 - ``render(template, values)`` replaces every ``${NAME}`` placeholder (upper-case names only)
   with ``values[NAME]`` and raises ``ValueError`` naming the first one that has no value.
@@ -12,15 +14,16 @@ the local runner and the tests the same rendering in Python:
   template's values as the image's entrypoint does: the ``<SVC>_SERVERS`` settings become the
   upstream blocks and each route's target, ``GATEWAY_TRUSTED_PROXIES`` the ``set_real_ip_from``
   lines, and the resolver settings (or ``/etc/resolv.conf``) NGINX's ``resolver``.
-- ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``nginx_command(run_dir,
-  conf)`` is the command line that runs it in the foreground.
+- ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``check_config(run_dir,
+  conf)`` has NGINX check it (``nginx -t``); ``nginx_command(run_dir, conf)`` is the command
+  line that runs it in the foreground. The local fleet runs exactly these.
 
 A local run::
 
     values = local_values(run_dir, "127.0.0.1:8080", {"inventory": ["127.0.0.1:8111"],
                           "shipping": ["127.0.0.1:8121"], "support": ["127.0.0.1:8131"]})
     conf = write_config(run_dir, values)
-    subprocess.run(nginx_command(run_dir, conf, "-t"), check=True)
+    check_config(run_dir, conf)
     process = subprocess.Popen(nginx_command(run_dir, conf))
 
 docs/gateway.md describes every setting and variable.
@@ -32,6 +35,7 @@ import ipaddress
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +55,9 @@ __all__ = [
     "TEMPLATE_VARIABLES",
     "TRUSTED_PROXIES",
     "SystemResolver",
+    "check_config",
     "local_values",
+    "make_traversable",
     "nginx_command",
     "parse_resolver",
     "parse_trusted_proxies",
@@ -66,7 +72,7 @@ __all__ = [
 ]
 
 #: gateway/nginx.conf.template in the repository checkout this package is installed from
-#: (shared-lib/src/fleet_shared/gateway.py -> four levels up is the repository root).
+#: (tools/src/fleet_tools/gateway.py -> four levels up is the repository root).
 TEMPLATE_PATH: Path = Path(__file__).resolve().parents[3] / "gateway" / "nginx.conf.template"
 
 #: The services behind the gateway, each routed from /<service>/ when it has servers.
@@ -490,6 +496,17 @@ def nginx_command(run_dir: str | os.PathLike[str], conf: str | os.PathLike[str],
     return [nginx, "-p", f"{Path(run_dir)}/", "-e", "stderr", "-c", str(conf), *extra]
 
 
+def check_config(run_dir: str | os.PathLike[str], conf: str | os.PathLike[str],
+                 nginx: str = "nginx") -> None:
+    """Have NGINX check a rendered file (``nginx -t``) as ``nginx_command`` would run it;
+    ``ValueError`` with NGINX's own complaint, on one line, if it refuses it."""
+    check = subprocess.run(nginx_command(run_dir, conf, "-t", "-q", nginx=nginx),
+                           capture_output=True, text=True, timeout=30, check=False)
+    if check.returncode != 0:
+        raise ValueError(f"nginx rejects the rendered gateway configuration {conf}: "
+                         f"{' '.join(check.stderr.split())}")
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -631,11 +648,20 @@ def _check(pattern: re.Pattern[str], value: str, name: str) -> None:
         raise ValueError(f"invalid {name} {value!r}")
 
 
+def make_traversable(directory: Path) -> None:
+    """Let others pass through `directory` (``o+x``) when running as root: NGINX started as
+    root drops its workers to an unprivileged user, which must reach the temp directories
+    under its run directory."""
+    if os.geteuid() != 0:
+        return
+    mode = directory.stat().st_mode
+    if not mode & stat.S_IXOTH:
+        directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
 def _make_reachable_by_workers(run: Path) -> None:
     """Let NGINX workers that dropped root reach their temp directories under ``run``."""
-    mode = run.stat().st_mode
-    if not mode & stat.S_IXOTH:
-        run.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    make_traversable(run)
     for parent in run.parents:
         if not parent.stat().st_mode & stat.S_IXOTH:
             raise ValueError(

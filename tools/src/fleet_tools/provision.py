@@ -6,17 +6,15 @@ locally) owns database ``<prefix><svc>`` and can reach nothing else.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
 
-from fleet_shared.fleetctl.config import LocalConfig
-from fleet_shared.fleetctl.console import CommandError
+from fleet_shared.fleetctl import migrate as runtime_migrate
+from fleet_shared.fleetctl.console import CommandError, say
+from fleet_tools.config import LocalConfig
 
 
 def ensure_role(admin_url: str, role: str, password: str) -> bool:
@@ -57,30 +55,17 @@ def provision(config: LocalConfig, service: str) -> str:
     return f"created {' and '.join(made)}" if made else "exists"
 
 
-def service_command(service: str, command: str) -> list[str]:
-    """``<svc> <command>``: the service's console script next to this Python, or on PATH."""
-    beside = Path(sys.executable).parent / service
-    if beside.exists():
-        return [str(beside), command]
-    found = shutil.which(service)
-    if found:
-        return [found, command]
-    raise CommandError(f"the {service} command is not installed: run `make setup`")
-
-
-def run_migrations(service: str, env: Mapping[str, str], log_path: Path | None = None) -> None:
-    """``<svc> migrate`` with `env`; its output goes to `log_path` (or the terminal)."""
-    argv = service_command(service, "migrate")
-    if log_path is None:
-        status = subprocess.run(argv, env=dict(env), check=False).returncode
-        if status:
-            raise CommandError(f"{service} migrate failed (exit status {status})", status)
-        return
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        status = subprocess.run(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, check=False).returncode
-    if status:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise CommandError(f"{service} migrate failed (exit status {status}): {tail[0]} "
-                           f"(full output in {log_path})")
+def migrate(service: str, environ: Mapping[str, str] | None = None) -> int:
+    """``fleetctl migrate --service S`` in a checkout: with ``DATABASE_URL`` in the
+    environment, the runtime's `migrate` (the service's command, that environment as it is);
+    without it, the local fleet's database of `service`, role and database created if
+    missing, with the local URLs ``fleetctl up`` uses."""
+    env = dict(os.environ if environ is None else environ)
+    if runtime_migrate.database_given(env):
+        return runtime_migrate.migrate(service, env)
+    config = LocalConfig.from_env(env)
+    say(f"{service}: database {config.database_name(service)} and role {service}: "
+        f"{provision(config, service)}")
+    runtime_migrate.run_migrations(service, config.service_env(service))
+    say(f"{service}: migrated")
+    return 0

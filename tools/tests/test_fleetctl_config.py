@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet_shared.fleetctl.config import LocalConfig, installed_service_names
 from fleet_shared.fleetctl.console import CommandError
+from fleet_tools.config import LocalConfig, installed_service_names
 
 
 def config(**env: str) -> LocalConfig:
@@ -101,7 +101,7 @@ def test_service_env_is_explicit_and_does_not_inherit_stray_settings() -> None:
 
 def test_defaults_put_the_run_dir_in_the_repository() -> None:
     local = LocalConfig.from_env({})
-    assert local.run_dir == Path(__file__).resolve().parents[3] / ".fleet"
+    assert local.run_dir == Path(__file__).resolve().parents[2] / ".fleet"
     assert local.state_path == local.run_dir / "state.json"
 
 
@@ -145,3 +145,16 @@ def test_services_can_be_narrowed_and_keep_their_ports() -> None:
     assert local.services == ("inventory",)
     # A service not run locally keeps its slot: the gateway answers 502 for it.
     assert local.upstreams()["support"] == ["127.0.0.1:8131", "127.0.0.1:8132"]
+
+
+def test_the_local_fleet_ignores_a_file_variable_left_in_the_shell() -> None:
+    """`fleetctl up` gives each local process its settings; a `<NAME>_FILE` for one of them
+    from the developer's shell would otherwise make the process refuse both."""
+    local = LocalConfig.from_env({
+        "FLEET_RUN_DIR": "/tmp/x", "DATABASE_URL_FILE": "/run/secrets/elsewhere",
+        "JWT_SECRET_FILE": "/run/secrets/jwt", "PORT_FILE": "/run/port",
+        "LOG_LEVEL_FILE": "/run/level"})
+    env = local.service_env("inventory", PORT="8111")
+    assert env["DATABASE_URL"] == local.database_url("inventory")
+    assert not {"DATABASE_URL_FILE", "JWT_SECRET_FILE", "PORT_FILE"} & set(env)
+    assert env["LOG_LEVEL_FILE"] == "/run/level"  # a setting fleetctl leaves alone passes

@@ -11,6 +11,17 @@ then the gateway; then it exits 0.
 Children run in their own process groups, so a Ctrl-C in the terminal reaches only the
 supervisor, which then stops them in order; and on Linux each child gets SIGTERM if the
 supervisor itself dies (PR_SET_PDEATHSIG), so a crashed supervisor leaves nothing behind.
+
+Why not honcho, supervisord or circus: the two things this supervisor is for are start in
+order of readiness (every api and worker answers ``/readyz`` before NGINX starts, and ``up``
+returns only then) and rolling restart (a replica's successor answers its probe before the
+next replica is stopped, so a service keeps serving). honcho starts every process at once and
+stops them all when one exits. supervisord's ``priority`` orders the start without waiting,
+and it counts a process as started once it has lived ``startsecs``, never by a probe; its
+restarts of a group stop them all, then start them all. circus counts a process as started
+once it is spawned (``warmup_delay`` is a fixed pause) and brings pyzmq and tornado. Each would
+need this loop's probing around it; what remains besides is small (a process group per child,
+back-off, the state file), so the local fleet keeps its own. docs/fleetctl.md says the same.
 """
 
 from __future__ import annotations
@@ -21,8 +32,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,10 +39,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fleet_shared.fleetctl.config import LocalConfig, development_default
-from fleet_shared.fleetctl.console import CommandError, log
-from fleet_shared.fleetctl.plan import ProcessSpec
-from fleet_shared.fleetctl.state import RunLock, start_ticks, write_state
+from fleet_shared.fleetctl.console import CommandError
+from fleet_shared.fleetctl.status import probe
+from fleet_shared.fleetctl.tokens import development_default
+from fleet_tools.config import LocalConfig
+from fleet_tools.plan import ProcessSpec
+from fleet_tools.state import RunLock, start_ticks, write_state
 
 STATE_VERSION = 1
 TICK = 0.2
@@ -47,16 +58,9 @@ CONFIG_ERROR = 2
 STARTUP_CRASHES = 3
 
 
-def probe(url: str, timeout: float = 1.0) -> tuple[bool, str]:
-    """GET a probe URL: (ready?, a short description of the answer)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local
-            return response.status == 200, f"{response.status}"
-    except urllib.error.HTTPError as exc:
-        return False, f"{exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, "refused" if "refused" in str(reason).lower() else str(reason)
+def log(message: str) -> None:
+    """A supervisor line: timestamped, because it ends up in .fleet/logs/supervisor.log."""
+    print(f"{time.strftime('%H:%M:%S')} fleetctl: {message}", flush=True)
 
 
 def _die_with_parent() -> None:

@@ -9,19 +9,16 @@ worker Deployment do. Then NGINX, rendered from the same template the gateway im
 
 from __future__ import annotations
 
-import os
 import signal
-import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet_shared import gateway
-from fleet_shared.fleetctl.config import LocalConfig, Replica
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.fleetctl.provision import service_command
+from fleet_shared.fleetctl.migrate import service_command
 from fleet_shared.http.metrics import multiprocess_dir
 from fleet_shared.settings import ConfigError, common_settings, load_settings
+from fleet_tools import gateway
+from fleet_tools.config import LocalConfig, Replica
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,9 @@ def write_gateway_config(config: LocalConfig) -> Path:
     if not gateway.TEMPLATE_PATH.exists():
         raise CommandError(f"the gateway template {gateway.TEMPLATE_PATH} is missing "
                            "(fleetctl up runs from a repository checkout)")
-    _reachable_by_nginx_workers(config.run_dir)
+    # The gateway's run directory sits in ours: NGINX's workers must pass through both.
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    gateway.make_traversable(config.run_dir)
     config.logs_dir.mkdir(parents=True, exist_ok=True)
     try:
         values = gateway.local_values(
@@ -90,40 +89,23 @@ def write_gateway_config(config: LocalConfig) -> Path:
             trusted_proxies=config.gateway_trusted_proxies,
             access_log=config.logs_dir / "gateway-access.log",
             error_log=config.logs_dir / "gateway-error.log")
-        rendered = gateway.render(gateway.read_template(), values)
+        conf = gateway.write_config(config.gateway_dir, values)
     except ValueError as exc:
         raise CommandError(f"cannot render the gateway configuration: {exc}") from None
-    conf = config.gateway_dir / "nginx.conf"
-    conf.write_text(rendered)
-    check = subprocess.run(nginx_argv(config, conf, "-t", "-q"), capture_output=True, text=True,
-                           timeout=30, check=False)
-    if check.returncode != 0:
-        detail = " ".join(check.stderr.split())
-        raise CommandError(f"nginx rejects the rendered gateway configuration {conf}: {detail}")
+    try:
+        gateway.check_config(config.gateway_dir, conf, nginx=config.nginx)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return conf
 
 
-def nginx_argv(config: LocalConfig, conf: Path, *extra: str) -> list[str]:
-    assert config.nginx is not None
-    # -p: relative paths stay in the run dir; -e: the error log before the config is read.
-    return [config.nginx, "-p", f"{config.gateway_dir}/", "-e", "stderr", "-c", str(conf),
-            *extra]
-
-
 def gateway_process(config: LocalConfig, conf: Path) -> ProcessSpec:
+    assert config.nginx is not None  # write_gateway_config refused to go on without it
     return ProcessSpec(
-        name="gateway", kind="gateway", service=None, argv=nginx_argv(config, conf),
+        name="gateway", kind="gateway", service=None,
+        argv=gateway.nginx_command(config.gateway_dir, conf, nginx=config.nginx),
         env=dict(config.environ), port=config.gateway_port,
         ready_url=f"{config.gateway_url}/healthz", log_path=config.logs_dir / "gateway.log",
         # SIGQUIT: NGINX finishes in-flight requests (worker_shutdown_timeout bounds it).
         stop_signal=signal.SIGQUIT, stop_timeout=30.0)
 
-
-def _reachable_by_nginx_workers(run_dir: Path) -> None:
-    """NGINX run as root drops its workers to an unprivileged user, which must be able to
-    traverse the run directory to reach its temp directories (fleet_shared.gateway)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        mode = run_dir.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            run_dir.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)

@@ -14,9 +14,9 @@ import signal
 import time
 from typing import Any
 
-from fleet_shared.fleetctl.config import LocalConfig
 from fleet_shared.fleetctl.console import CommandError, say
-from fleet_shared.fleetctl.state import read_state, run_dir_in_use
+from fleet_tools.config import LocalConfig
+from fleet_tools.state import read_state, run_dir_in_use
 
 
 def _named(process: dict[str, Any], name: str) -> bool:
