@@ -25,8 +25,12 @@ from support.spec import SERVICE as SUPPORT
 
 SPECS = {"inventory": (INVENTORY, inventory_app), "shipping": (SHIPPING, shipping_app),
          "support": (SUPPORT, support_app)}
-AUTH = {"Authorization": "Bearer " + token(" ".join(
-    f"{name}:{access}" for name in SPECS for access in ("read", "write")))}
+SCOPES = " ".join(f"{name}:{access}" for name in SPECS for access in ("read", "write"))
+
+
+def auth() -> dict[str, str]:
+    """Headers with a token minted now: one minted at import would expire in a long run."""
+    return {"Authorization": "Bearer " + token(SCOPES)}
 
 
 def service_env(database_url: str, broker_url: str, exchange: str) -> dict[str, str]:
@@ -41,7 +45,7 @@ class Fleet:
     dbs: dict[str, Database]
 
     def call(self, service: str, method: str, path: str, body: Any = None) -> Any:
-        response = self.clients[service].open(path, method=method, json=body, headers=AUTH)
+        response = self.clients[service].open(path, method=method, json=body, headers=auth())
         assert response.status_code < 300, (response.status_code, response.json)
         return response.json
 
