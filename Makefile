@@ -1,11 +1,14 @@
 # Fleet: one command runs the fleet (make run), one runs the tests (make test).
-SERVICES := inventory shipping support
+# Every service folder: the same ones the workspace (services/*) installs and the registry lists
+# (docs/services.md), so a new service needs no line here.
+SERVICES := $(sort $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_LINK_MODE ?= copy
 FLEET_IMAGE_TAG ?= dev
 
-.PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system images
+.PHONY: setup run up down status test test-unit lint typecheck bench clean deps-system images \
+	registry
 
 ## setup: install uv if missing, then every package (the services, fleet-shared, and the
 ## development tools of tools/: the local fleet, the gateway renderer, the pytest plugin) and
@@ -36,8 +39,26 @@ deps-system:
 		else echo "missing:$$missing (install with: apt-get install -y$$missing)"; exit 1; fi; \
 	fi
 
-## images: the four images (fleet/<name>:$(FLEET_IMAGE_TAG)) on bases made from Debian packages,
-## as tests/containers builds them; docs/images.md describes them and the release build
+## registry: after adding or removing a service folder: lock and install the workspace again,
+## then rewrite every fleet-wide list of services (compose, kustomize, the charts, the gateway's
+## routes, Prometheus, .env.example, the image build) from the installed services
+## (docs/services.md); `make test` fails while one is stale
+registry:
+	$(UV) lock
+	@$(MAKE) --no-print-directory setup
+	.venv/bin/fleetctl registry sync
+
+## service: a new service, `make service NAME=<name>` (fleetctl new-service; docs/services.md,
+## "Adding a service"): its package, tests, docs, image, chart and kustomize entries, then
+## locked, installed and listed in the registry
+.PHONY: service
+service: setup
+	@test -n "$(NAME)" || { echo "usage: make service NAME=<name>" >&2; exit 2; }
+	.venv/bin/fleetctl new-service $(NAME)
+
+## images: every service's image and the gateway's (fleet/<name>:$(FLEET_IMAGE_TAG)) on bases
+## made from Debian packages, as tests/containers builds them; docs/images.md describes them and
+## the release build
 images:
 	FLEET_IMAGE_TAG=$(FLEET_IMAGE_TAG) deploy/images/build.sh
 

@@ -26,7 +26,7 @@ from benchmarks.harness import Result
 from fleet_shared import migrations, retention
 from fleet_shared.db import Database
 from fleet_shared.events.broker import Topology
-from fleet_shared.settings import common_settings, load_settings
+from fleet_shared.settings import DatabaseSettings
 from fleet_tools.testing import create_database, delete_queues, drop_database, token
 from inventory.app import create_app
 
@@ -115,7 +115,7 @@ def run(env: dict[str, str], exchange: str) -> list[Result | str]:
                     events.relay_throughput(db, env["BROKER_URL"], topology.exchange, EVENTS))
                 delete_queues(env["BROKER_URL"], list(topology.all_queues()))
                 rates["post"][label].append(post_throughput(apps[label]))
-        settings = load_settings(common_settings("inventory"), {
+        settings = DatabaseSettings.load({
             **envs["full"], "INBOX_RETENTION": "1h", "OUTBOX_RETENTION": "1m",
             "IDEMPOTENCY_RETENTION": "1m"})
         started = time.perf_counter()

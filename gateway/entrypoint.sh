@@ -3,13 +3,14 @@
 #
 # Refuses to start, with one line naming the setting and exit status 78 (EX_CONFIG), when a
 # setting is missing or malformed; builds the template's derived variables from the settings
-# (the upstream blocks and each route's target from <SVC>_SERVERS, the set_real_ip_from lines
-# from GATEWAY_TRUSTED_PROXIES, NGINX's resolver from GATEWAY_RESOLVER or /etc/resolv.conf);
+# (for each service GATEWAY_SERVICES lists, its upstream block and its route's target from its
+# <SERVICE>_SERVERS; the set_real_ip_from lines from GATEWAY_TRUSTED_PROXIES; NGINX's resolver
+# from GATEWAY_RESOLVER or /etc/resolv.conf);
 # renders nginx.conf.template with envsubst restricted to exactly the template's variables
 # (NGINX's own $variables are left alone) into the writable run directory; then execs NGINX in
 # the foreground as PID 1. Extra arguments go to nginx ("-t" only checks).
 #
-# fleet_shared.gateway renders the same file in Python; tests/gateway runs this script with
+# fleet_tools.gateway renders the same file in Python; tests/gateway runs this script with
 # BusyBox ash (the image's shell) and dash and checks that both agree with it, on the file and
 # on what they accept and refuse, word for word. Hence POSIX sh only: no arrays, no [[ ]], no
 # regexes. docs/gateway.md describes every setting.
@@ -20,17 +21,18 @@ resolv_conf=/etc/resolv.conf
 
 # Settings that must be set and non-empty (the image has a default for each).
 required="GATEWAY_LISTEN GATEWAY_RATE GATEWAY_BURST GATEWAY_READ_TIMEOUT GATEWAY_RUN_DIR GATEWAY_ACCESS_LOG GATEWAY_ERROR_LOG GATEWAY_WORKER_PROCESSES"
-# The services' server lines: each must be set (they name the deployment's services, so the
-# image has no default); an empty one leaves its service unrouted (its prefix answers 404).
-routes="INVENTORY_SERVERS SHIPPING_SERVERS SUPPORT_SERVERS"
+# The services routed are the ones GATEWAY_SERVICES lists, each with its server lines in
+# <SERVICE>_SERVERS: all must be set (they name the deployment's services, so the image has no
+# default); an empty <SERVICE>_SERVERS leaves its service unrouted (its prefix answers 404).
 # Template variables the script computes from other settings.
-derived="GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS INVENTORY_UPSTREAM SHIPPING_UPSTREAM SUPPORT_UPSTREAM"
+derived="GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES"
 # How long NGINX uses a DNS answer when GATEWAY_RESOLVER_VALID is unset or empty: short, so a
 # Service created again with a new ClusterIP is reached within seconds.
 default_resolver_valid=10s
 
 fail() {
-    echo "fleet-gateway: $*" >&2
+    # printf, not echo: dash's echo would expand a backslash in a quoted setting.
+    printf 'fleet-gateway: %s\n' "$*" >&2
     exit 78
 }
 
@@ -218,14 +220,14 @@ server_entry() {
 }
 
 # route SETTING SERVICE: checks the setting's entries ("server ADDRESS [PARAMETER...]", each
-# ended by ";") and sets $target, what the service's location passes to: nothing (not routed),
+# ended by ";") and sets $target, what the service's route passes to: nothing (not routed),
 # the service's name (every server an address: its upstream block is appended to
-# GATEWAY_UPSTREAMS) or the one host:port NGINX looks up while serving (then the service's
-# *_UPSTREAM variable joins $by_name).
+# GATEWAY_UPSTREAMS) or the one host:port NGINX looks up while serving (then $by_name is
+# "yes").
 route() {
     setting=$1 service=$2
     eval "value=\$$setting"
-    servers= host_name= host_name_parameters=0 count=0 target=
+    servers= host_name= host_name_parameters=0 count=0 target= by_name=
     route_ifs=$IFS
     IFS=';'
     for entry in $value; do
@@ -241,7 +243,7 @@ route() {
             fail "$setting is invalid: '$host_name' is a host name, so it must be the only server, without parameters (NGINX looks it up while serving)"
         fi
         target=$host_name
-        by_name="$by_name ${setting%_SERVERS}_UPSTREAM"
+        by_name=yes
     elif [ "$count" -gt 0 ]; then
         target=$service
         # The block's shape, and why: nginx.conf.template, "upstreams".
@@ -250,6 +252,18 @@ route() {
         block="$block${indent}keepalive 16;$newline${indent}keepalive_timeout 1s;$newline    }"
         GATEWAY_UPSTREAMS="$GATEWAY_UPSTREAMS${GATEWAY_UPSTREAMS:+$newline$newline    }$block"
     fi
+}
+
+# nothing_routed SETTING...: stops the start, naming the (empty) server settings.
+nothing_routed() {
+    list=$1
+    shift
+    [ $# -gt 0 ] || fail "no service is routed: $list is empty"
+    while [ $# -gt 1 ]; do
+        list="$list, $1"
+        shift
+    done
+    fail "no service is routed: $list and $1 are all empty"
 }
 
 # resolver_entry TEXT: sets $server to an entry of GATEWAY_RESOLVER as NGINX's resolver takes
@@ -308,18 +322,53 @@ newline='
 '
 set -f
 
+# GATEWAY_SERVICES: the services routed, each from /<service>/, by name, separated by commas
+# or white space. A name is a lower-case letter, then up to 62 lower-case letters and digits:
+# a path segment, part of a setting's name, and a DNS label at most (nginx.conf.template,
+# map_hash_bucket_size). The letters are spelled out rather than written as a range, whose
+# meaning depends on the locale.
+[ -n "${GATEWAY_SERVICES:-}" ] || fail "required setting GATEWAY_SERVICES is not set"
+lower=abcdefghijklmnopqrstuvwxyz
+upper=ABCDEFGHIJKLMNOPQRSTUVWXYZ
+services=""
+saved_ifs=$IFS
+IFS=", $(printf '\t')$newline"
+for service in $GATEWAY_SERVICES; do
+    [ -n "$service" ] || continue  # "a,,b" leaves an empty field between the commas
+    case $service in
+        [!$lower]* | *[!${lower}0123456789]*) service_name=no ;;
+        *) service_name=yes ;;
+    esac
+    if [ "$service_name" = no ] || [ ${#service} -gt 63 ]; then
+        fail "GATEWAY_SERVICES is invalid: '$service' is not a service name (a lower-case letter, then up to 62 lower-case letters and digits)"
+    fi
+    case " $services " in
+        *" $service "*) fail "GATEWAY_SERVICES is invalid: '$service' is listed twice" ;;
+    esac
+    services="$services${services:+ }$service"
+done
+IFS=$saved_ifs
+[ -n "$services" ] || fail "GATEWAY_SERVICES is invalid: it names no service"
+
+# Each service's <SERVICE>_SERVERS: its route's target (kept in fleet_target_<service>, and
+# whether it is a name to look up in fleet_by_name_<service>) and maybe an upstream block.
 GATEWAY_UPSTREAMS=""
-by_name=""
-for setting in $routes; do
+server_settings=""
+routed=""
+any_by_name=""
+for service in $services; do
+    setting=$(printf '%s' "$service" | tr "$lower" "$upper")_SERVERS
     eval "is_set=\${$setting+yes}"
     [ -n "$is_set" ] || fail "required setting $setting is not set"
-    service=$(printf '%s' "${setting%_SERVERS}" | tr 'A-Z' 'a-z')
     route "$setting" "$service"
-    eval "${setting%_SERVERS}_UPSTREAM=\$target"
+    eval "fleet_target_$service=\$target fleet_by_name_$service=\$by_name"
+    server_settings="$server_settings $setting"
+    routed=$routed$target
+    any_by_name=$any_by_name$by_name
 done
-if [ -z "$INVENTORY_UPSTREAM$SHIPPING_UPSTREAM$SUPPORT_UPSTREAM" ]; then
-    fail "no service is routed: INVENTORY_SERVERS, SHIPPING_SERVERS and SUPPORT_SERVERS are all empty"
-fi
+# Split into the settings' names (no globbing: set -f is on).
+# shellcheck disable=SC2086
+[ -n "$routed" ] || nothing_routed $server_settings
 
 # GATEWAY_TRUSTED_PROXIES: addresses or CIDR ranges separated by commas or white space; empty
 # or unset trusts nobody. Each becomes one set_real_ip_from line.
@@ -352,29 +401,35 @@ for entry in ${GATEWAY_RESOLVER:-}; do
 done
 IFS=$saved_ifs
 GATEWAY_RESOLVER_DIRECTIVE=""
-if [ -n "$by_name" ]; then
+if [ -n "$any_by_name" ]; then
     read_resolv_conf
     [ -n "$resolver" ] || resolver=$nameservers
     [ -n "$resolver" ] \
         || fail "GATEWAY_RESOLVER is not set and $resolv_conf names no nameserver: the gateway needs one to look up its upstreams"
     GATEWAY_RESOLVER_DIRECTIVE="resolver $resolver valid=$valid;"
-    # NGINX's resolver knows no search list: a name without a dot gets what the system
-    # resolver would try first, the first search domain (in a pod: <namespace>.svc.<cluster
-    # domain>), unless ndots is 0 (Docker's embedded DNS answers bare service names).
-    for upstream in $by_name; do
-        eval "target=\$$upstream"
+fi
+
+# The routes' map: a "<service> <target>;" line per routed service, in GATEWAY_SERVICES's
+# order. NGINX's resolver knows no search list: a name without a dot gets what the system
+# resolver would try first, the first search domain (in a pod: <namespace>.svc.<cluster
+# domain>), unless ndots is 0 (Docker's embedded DNS answers bare service names).
+GATEWAY_ROUTES=""
+for service in $services; do
+    eval "target=\$fleet_target_$service by_name=\$fleet_by_name_$service"
+    [ -n "$target" ] || continue
+    if [ -n "$by_name" ]; then
         split_port "$target"
         case $host in
             *.*) ;;
             *) [ -z "$search" ] || [ "$ndots" = 0 ] || host=$host.$search ;;
         esac
-        eval "$upstream=\$host\$port"
-    done
-fi
+        target=$host$port
+    fi
+    GATEWAY_ROUTES="$GATEWAY_ROUTES${GATEWAY_ROUTES:+$newline        }$service $target;"
+done
 set +f
 
-export GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS \
-    INVENTORY_UPSTREAM SHIPPING_UPSTREAM SUPPORT_UPSTREAM
+export GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES
 for name in $derived; do
     format="$format \${$name}"
 done

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build the four Fleet images (inventory, shipping, support, gateway) on bases made from Debian
-# packages, for machines that cannot pull python:3.11-slim-bookworm or nginx-unprivileged (CI,
+# Build the Fleet images (one per service, and the gateway's) on bases made from Debian packages,
+# for machines that cannot pull python:3.11-slim-bookworm or nginx-unprivileged (CI,
 # machines without registry access). `make images` and tests/containers run this script;
 # docs/images.md describes the images, the bases and the release build.
 #
-#   deploy/images/build.sh                        # fleet/<name>:dev for the four images
+#   deploy/images/build.sh                        # fleet/<name>:dev for every image
 #   FLEET_IMAGE_TAG=test deploy/images/build.sh   # fleet/<name>:test
 #
 # Made once and kept as docker's cache (a second run takes seconds):
@@ -14,8 +14,8 @@
 # Remove fleet-local/debian:bookworm to take newer Debian packages (`docker rmi`).
 #
 # Settings (environment):
-#   FLEET_IMAGE_TAG      tag of the four images (dev)
-#   FLEET_IMAGE_PREFIX   repository prefix of the four images (fleet/)
+#   FLEET_IMAGE_TAG      tag of the images (dev)
+#   FLEET_IMAGE_PREFIX   repository prefix of the images (fleet/)
 #   FLEET_CA_BUNDLE      CA bundle put into the Python base; the builds reach PyPI with it
 #                        (/etc/ssl/certs/ca-certificates.crt)
 #   FLEET_DEBIAN_MIRROR  where debootstrap fetches bookworm (http://deb.debian.org/debian)
@@ -35,7 +35,10 @@ tag=${FLEET_IMAGE_TAG:-dev}
 prefix=${FLEET_IMAGE_PREFIX:-fleet/}
 ca_bundle=${FLEET_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 mirror=${FLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The services, in the registry's order (docs/services.md).
+# BEGIN generated: services (fleetctl registry sync)
 services="inventory shipping support"
+# END generated: services
 
 debian_image=fleet-local/debian:bookworm
 python_image=fleet-local/python:3.11-bookworm
@@ -167,7 +170,7 @@ if ! "$docker" image inspect "$debian_image" >/dev/null 2>&1; then
     make_debian_image
 fi
 
-# --- the bases and the four images --------------------------------------------------------
+# --- the bases and the images -----------------------------------------------------------------
 
 started=$(date +%s)
 mkdir "$work/python-context"

@@ -19,7 +19,8 @@ _build_report: list[str] = []
 
 @pytest.fixture(scope="session")
 def images() -> dict[str, str]:
-    """The four images, fleet/<name>:test, built now (docker's cache makes a rebuild quick)."""
+    """Every service's image and the gateway's, fleet/<name>:test, built now (docker's cache
+    makes a rebuild quick)."""
     container_harness.docker_binary()
     started = time.monotonic()
     summary = container_harness.build_images()

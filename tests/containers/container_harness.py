@@ -33,13 +33,15 @@ import pytest
 from psycopg import sql
 
 from fleet_shared.http.auth import mint_token
+from fleet_tools import registry
 from fleet_tools.provision import ensure_database, ensure_role
 from fleet_tools.testing import BROKER_HOST, PG_ADMIN_URL, RUN_ID, drop_database, rabbitmqctl
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "deploy" / "images" / "build.sh"
 ENTRYPOINT = REPO / "gateway" / "entrypoint.sh"
-SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
+#: Every service: build.sh builds each one's image (docs/services.md).
+SERVICES: tuple[str, ...] = registry.names()
 #: The tag the test session builds (``make images`` builds ``dev``).
 IMAGE_TAG = "test"
 SERVICE_UID = 10001
@@ -226,7 +228,7 @@ class ContainerFleet:
     def gateway_env(self) -> dict[str, str]:
         """The gateway's settings beyond the image's defaults (gateway/Dockerfile ENV)."""
         env = {"GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
-               "GATEWAY_WORKER_PROCESSES": "1"}
+               "GATEWAY_WORKER_PROCESSES": "1", "GATEWAY_SERVICES": " ".join(SERVICES)}
         for service in SERVICES:
             env[f"{service.upper()}_SERVERS"] = f"server 127.0.0.1:{self.ports[service]['PORT']};"
         defaults = {entry.split("=", 1)[0]
@@ -328,8 +330,8 @@ def drop_roles(roles: Iterable[str]) -> None:
 
 
 def entrypoint_required() -> set[str]:
-    """The settings gateway/entrypoint.sh refuses to start without: its `required` list, and
-    its `routes` (the services' server lines) where it keeps those apart."""
+    """The settings gateway/entrypoint.sh refuses to start without: its `required` list (the
+    list of services and their server lines, which it also needs, have no default to check)."""
     text = ENTRYPOINT.read_text()
     match = re.search(r'^required="([^"]*)"$', text, re.M)
     assert match, "gateway/entrypoint.sh no longer lists its required settings"

@@ -70,7 +70,7 @@ def test_images_stay_small(images: dict[str, str]) -> None:
 
 def gateway_settings() -> dict[str, str]:
     port = free_port()
-    return {"GATEWAY_LISTEN": f"127.0.0.1:{port}",
+    return {"GATEWAY_LISTEN": f"127.0.0.1:{port}", "GATEWAY_SERVICES": " ".join(SERVICES),
             **{f"{s.upper()}_SERVERS": f"server 127.0.0.1:{port};" for s in SERVICES}}
 
 

@@ -26,8 +26,8 @@ from .support import services as _services
 
 
 def services() -> dict[str, ServiceInfo]:
-    """Each service's settings: `<svc>.service.SERVICE.settings` once the service imports,
-    `fleet_shared.settings.common_settings(<svc>)` until then."""
+    """Each service's settings: the model `<svc>.spec.SERVICE.settings` once the service
+    imports, `fleet_shared.settings.FleetSettings` until then."""
     return _services()
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import Endpoint
-from .support import HELM_SCENARIOS, SERVICES
+from .support import HELM_SCENARIOS, SERVICES, values_prod
 
 #: name -> the targets installed together into namespace "fleet".
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # One release per service and one for the gateway (docs/operations.md, the production way).
-    "helm:per-service": ("helm:inventory-defaults", "helm:shipping-defaults",
-                         "helm:support-defaults", "helm:gateway-defaults"),
-    "helm:per-service-prod": ("helm:inventory-prod", "helm:shipping-prod", "helm:support-prod",
+    "helm:per-service": (*(f"helm:{name}-defaults" for name in SERVICES),
+                         "helm:gateway-defaults"),
+    "helm:per-service-prod": (*(f"helm:{name}-prod" for name in SERVICES),
                               "helm:gateway-prod-like"),
     "helm:fleet": ("helm:fleet-defaults",),
     "helm:fleet-prod": ("helm:fleet-prod",),
@@ -92,12 +92,20 @@ def helm_backends(values: Mapping[str, Any], index: int) -> Backends:
                     narrow_db and narrow_broker)
 
 
+def _prod_database(name: str) -> Endpoint:
+    """Where overlays/prod finds a service's database: in the range its chart's production
+    values name (the overlay's egress patches are written from them)."""
+    ip, narrowed = _inside(values_prod(name)["networkPolicy"]["database"]["to"], "")
+    assert narrowed, f"helm/{name}/values-prod.yaml names no database range"
+    return Endpoint(f"{name}-database", ip=ip)
+
+
 #: kustomize: dev runs them in the namespace; prod reaches the ranges its overlay names.
 KUSTOMIZE_BACKENDS: dict[str, dict[str, Backends]] = {
     "kustomize:dev": {name: Backends(None, None, 5672, True) for name in SERVICES},
-    "kustomize:prod": {name: Backends(Endpoint(f"{name}-database", ip=f"10.20.{i}.10"),
-                                      Endpoint("broker", ip="10.30.0.10"), 5671, True)
-                       for i, name in enumerate(SERVICES, start=1)},
+    "kustomize:prod": {name: Backends(_prod_database(name), Endpoint("broker", ip="10.30.0.10"),
+                                      5671, True)
+                       for name in SERVICES},
 }
 
 

@@ -22,8 +22,11 @@ from typing import Any
 
 import yaml
 
+from fleet_tools import registry
+
 REPO = Path(__file__).resolve().parents[2]
-SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
+#: Every service, from the registry (docs/services.md): each deploy target must carry each one.
+SERVICES: tuple[str, ...] = registry.names()
 #: The oldest Kubernetes we support and the newest kubernetes-validate knows.
 KUBE_VERSIONS: tuple[str, ...] = ("1.29.0", "1.37.0")
 #: Environment variables a deploy target may set that are not service settings.
@@ -35,7 +38,7 @@ GATEWAY_PORT = 8080
 GRACEFUL_TIMEOUT = 20
 #: What the gateway container reads (gateway/entrypoint.sh); every deploy target sets each one.
 GATEWAY_SETTINGS: frozenset[str] = frozenset({
-    "GATEWAY_LISTEN", "INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS",
+    "GATEWAY_LISTEN", "GATEWAY_SERVICES", *(f"{name.upper()}_SERVERS" for name in SERVICES),
     "GATEWAY_RATE", "GATEWAY_BURST", "GATEWAY_READ_TIMEOUT", "GATEWAY_RUN_DIR",
     "GATEWAY_ACCESS_LOG", "GATEWAY_ERROR_LOG", "GATEWAY_WORKER_PROCESSES",
     "GATEWAY_TRUSTED_PROXIES",
@@ -68,17 +71,19 @@ def compose_binary() -> Path:
     return binary
 
 
-def compose(*args: str | Path, env_file: Path = REPO / ".env.example",
+def compose(*args: str | Path, env_file: Path | None = None, directory: Path = REPO,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the Compose binary on docker-compose.yml with `env_file` as its only variables.
+    """Run the Compose binary on `directory`'s docker-compose.yml with `env_file` (its
+    .env.example unless given) as its only variables.
 
     The caller's environment is cleared of every variable the compose file interpolates, so a
     developer's shell or .env never decides the outcome.
     """
-    names = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
+    file = directory / "docker-compose.yml"
+    names = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", file.read_text()))
     env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COMPOSE_")}
-    return run([compose_binary(), "-f", REPO / "docker-compose.yml", "--env-file", env_file,
-                *args], env=env, check=check)
+    return run([compose_binary(), "-f", file, "--env-file",
+                env_file or directory / ".env.example", *args], env=env, check=check)
 
 
 def run(args: Iterable[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None,
@@ -95,10 +100,12 @@ def run(args: Iterable[str | os.PathLike[str]], *, env: Mapping[str, str] | None
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """What a service's processes read, from its `SERVICE` object when it is importable."""
+    """What a service's processes read: its settings model (`SERVICE.settings`) when it is
+    importable, as `Declared` settings."""
 
     name: str
-    settings: tuple[Any, ...]
+    model: Any  # a fleet_shared.settings.FleetSettings subclass
+    settings: tuple[Any, ...]  # the model's Declared settings
     from_service_object: bool
 
     @property
@@ -118,9 +125,13 @@ class ServiceInfo:
         default: str | None = next(s.default for s in self.settings if s.name == name)
         return default
 
+    def parse(self, name: str, raw: str) -> Any:
+        """`raw` read as the service reads setting `name` (ConfigError says why not)."""
+        return self.model.check_value(name, raw)
+
 
 def service_info(name: str) -> ServiceInfo:
-    from fleet_shared.settings import common_settings
+    from fleet_shared.settings import FleetSettings
 
     try:
         module = importlib.import_module(f"{name}.spec")
@@ -128,10 +139,10 @@ def service_info(name: str) -> ServiceInfo:
         # Only a service that is not there yet falls back; a broken import is a failure.
         if error.name not in (name, f"{name}.spec"):
             raise
-        return ServiceInfo(name, common_settings(name), False)
+        return ServiceInfo(name, FleetSettings, FleetSettings.declared(name), False)
     spec = module.SERVICE
     assert spec.name == name, f"{name}.spec.SERVICE.name is {spec.name!r}"
-    return ServiceInfo(name, tuple(spec.settings), True)
+    return ServiceInfo(name, spec.settings, spec.settings.declared(name), True)
 
 
 def services() -> dict[str, ServiceInfo]:
@@ -412,8 +423,8 @@ HELM_SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
     **{f"{name}-defaults": (name, {}, name) for name in (*SERVICES, "gateway")},
     "fleet-defaults": ("fleet", {}, "fleet"),
     "fleet-autoscaling-off": ("fleet", _each_service(_AUTOSCALING_OFF), "fleet"),
-    "fleet-inventory-alone": ("fleet", {"shipping": {"enabled": False},
-                                        "support": {"enabled": False},
+    "fleet-inventory-alone": ("fleet", {**{name: {"enabled": False} for name in SERVICES
+                                           if name != "inventory"},
                                         "gateway": {"enabled": False}}, "fleet"),
     "inventory-chart-made-secret": ("inventory", {"secrets": {"values": {
         "DATABASE_URL": "postgresql://inventory:pw@db.example.com:5432/fleet_inventory",
@@ -422,10 +433,9 @@ HELM_SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
     # The committed production values of every chart (values-prod.yaml).
     **{f"{name}-prod": (name, values_prod(name), name) for name in SERVICES},
     "fleet-prod": ("fleet", values_prod("fleet"), "fleet"),
-    # One service left out of the umbrella; the gateway routes the other two.
-    "fleet-support-disabled": ("fleet", {"support": {"enabled": False},
-                                         "gateway": {"services": ["inventory", "shipping"]}},
-                               "fleet"),
+    # One service left out of the umbrella; the gateway routes the others.
+    "fleet-support-disabled": ("fleet", {"support": {"enabled": False}, "gateway": {
+        "services": [name for name in SERVICES if name != "support"]}}, "fleet"),
     # Production values behind PgBouncer, the chart making the Secret (and the pooled URL).
     "inventory-pgbouncer": ("inventory", {**values_prod("inventory"),
                                           "pgbouncer": {"enabled": True},

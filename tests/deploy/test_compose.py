@@ -26,8 +26,8 @@ def test_compose_config_is_valid() -> None:
     compose("--profile", "monitoring", "config", "-q")
 
 
-@pytest.mark.parametrize("variable", ["JWT_SECRET", "BROKER_PASSWORD", "INVENTORY_DB_PASSWORD",
-                                      "SHIPPING_DB_PASSWORD", "SUPPORT_DB_PASSWORD"])
+@pytest.mark.parametrize("variable", ["JWT_SECRET", "BROKER_PASSWORD",
+                                      *(f"{name.upper()}_DB_PASSWORD" for name in SERVICES)])
 def test_secrets_have_no_default(variable: str, tmp_path: Path) -> None:
     """Without the secret, compose refuses to start rather than run with a known value."""
     env_file = tmp_path / "env"

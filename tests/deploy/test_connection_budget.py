@@ -31,8 +31,7 @@ from .support import HELM, SERVICES, by_kind, pod_template
 
 Objects = list[dict[str, Any]]
 #: Helm scenarios whose values name their database server: every production layout.
-HELM_BUDGETS = ("inventory-prod", "shipping-prod", "support-prod", "fleet-prod",
-                "inventory-pgbouncer")
+HELM_BUDGETS = (*(f"{name}-prod" for name in SERVICES), "fleet-prod", "inventory-pgbouncer")
 #: Ops headroom where no values say (kustomize): the charts' database.opsConnections default.
 OPS_CONNECTIONS = 5
 
@@ -92,7 +91,7 @@ def budget(objects: Objects, service: str, root: Path) -> Budget:
         if name == service and component not in settings:
             settings[component] = spec.load_settings(materialise(container, root / component))
     result = Budget(service)
-    pooled = bool(settings["api"]["DB_PGBOUNCER"])
+    pooled = settings["api"].db_pgbouncer
     for deployment in by_kind(objects, "Deployment"):
         labels = _labels(deployment)
         if labels.get("app.kubernetes.io/name") != service:
@@ -100,7 +99,7 @@ def budget(objects: Objects, service: str, root: Path) -> Budget:
         component = labels.get("app.kubernetes.io/component", "")
         pods = max_pods(objects, deployment)
         if component in ("api", "worker"):
-            processes = settings[component]["WEB_CONCURRENCY"] if component == "api" else 1
+            processes = settings[component].web_concurrency if component == "api" else 1
             per_process = max_connections(settings[component])
             line = (f"{component} {pods} pods x {processes} x {per_process}",
                     pods * processes * per_process)

@@ -1,5 +1,5 @@
 """Every deploy target agrees with the code: the environment it sets is what the services
-declare (fleet_shared.settings / <svc>.service.SERVICE), every required setting is given, values
+declare (the settings model of <svc>.spec.SERVICE), every required setting is given, values
 parse, and the ports, commands, probe paths and metrics are the ones the processes really serve.
 """
 
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from fleet_shared.settings import ConfigError
 
 from .cluster import World, resolve
 from .support import (
@@ -118,9 +120,9 @@ def test_environment_is_what_the_services_declare(
             raw = proc.env.get(setting.name)
             if isinstance(raw, str) and not isinstance(raw, _Unknown):
                 try:
-                    setting.parse(raw)
-                except ValueError as error:
-                    pytest.fail(f"{proc.where}: {setting.name}={raw!r} is invalid: {error}")
+                    info.parse(setting.name, raw)
+                except ConfigError as error:
+                    pytest.fail(f"{proc.where}: {error}")
 
 
 @pytest.mark.parametrize("target", [*TARGETS, "compose"])
@@ -179,7 +181,7 @@ def test_every_service_object_is_used_once_importable(
     back to the common settings. Report which source each service used."""
     missing = [name for name, info in service_infos.items() if not info.from_service_object]
     assert not missing, f"{', '.join(missing)}.spec does not import: the consistency " \
-        "tests fell back to fleet_shared.settings.common_settings"
+        "tests fell back to fleet_shared.settings.FleetSettings"
 
 
 # ---- the gateway ---------------------------------------------------------------------------------
@@ -205,10 +207,13 @@ def test_gateway_settings_match_its_template(deploy_targets: dict[str, Objects],
 
     template_variables = gateway.template_variables(gateway.read_template())
     assert template_variables == gateway.TEMPLATE_VARIABLES
-    assert gateway.SETTINGS == GATEWAY_SETTINGS
+    # Besides the fixed settings, each service the target lists has its server setting.
+    assert gateway.SETTINGS | {gateway.server_setting(name) for name in SERVICES} \
+        == GATEWAY_SETTINGS
     objects = deploy_targets[target]
     env = _gateway_env(objects)
     assert set(env) == GATEWAY_SETTINGS
+    assert env["GATEWAY_SERVICES"].split() == list(SERVICES)
     # Rendering must succeed with exactly these settings, as the image's entrypoint renders.
     gateway.render(gateway.read_template(), gateway.template_values(env))
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}

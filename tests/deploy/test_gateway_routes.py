@@ -3,7 +3,8 @@ them, whom its NetworkPolicy admits, and which user it runs as.
 
 - Routes: the umbrella chart renders the gateway's settings for the services it enables only
   (gateway.services), and refuses a gateway that would route a service it leaves out to that
-  service's own, absent, Service. The rendered configuration (fleet_shared.gateway, as the
+  service's own, absent, Service. The gateway chart routes whatever services it is given, a
+  fourth one included. The rendered configuration (fleet_tools.gateway, as the
   image's entrypoint renders it from the ConfigMap and a pod's resolv.conf) passes `nginx -t`
   with Service names that exist nowhere: NGINX looks them up while serving, never at start.
 - `helm test`: the rendered NetworkPolicies are evaluated (Kubernetes' rules: policies that
@@ -116,6 +117,12 @@ def nginx_accepts(nginx: str, values: Mapping[str, str], tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
 
 
+def routes(values: Mapping[str, str]) -> dict[str, str]:
+    """The gateway's routes: service -> what its route passes to (GATEWAY_ROUTES' lines)."""
+    lines = [line.strip().removesuffix(";") for line in values["GATEWAY_ROUTES"].split("\n")]
+    return dict(line.split() for line in lines if line)
+
+
 def api_service(objects: Objects, target: str) -> dict[str, Any]:
     """The Service a route's host:port names (looked up in the pod's namespace)."""
     host, port = target.rsplit(":", 1)
@@ -135,15 +142,17 @@ def test_the_umbrella_routes_the_services_it_enables_only(
     assert not validate_objects(objects)
     assert not [o for o in objects if "support" in o["metadata"]["name"]]
     settings = gateway_settings(objects)
-    assert settings["SUPPORT_SERVERS"] == ""
+    assert settings["GATEWAY_SERVICES"] == "inventory shipping"
+    assert "SUPPORT_SERVERS" not in settings
     assert settings["INVENTORY_SERVERS"] == "server fleet-inventory-api:8000;"
     assert settings["SHIPPING_SERVERS"] == "server fleet-shipping-api:8000;"
 
     values = pod_values(settings, tmp_path)
-    assert values["SUPPORT_UPSTREAM"] == ""  # its prefix answers the gateway's 404
-    for service in ("inventory", "shipping"):
-        target = values[f"{service.upper()}_UPSTREAM"]
-        assert target == f"fleet-{service}-api.fleet.svc.cluster.local:8000"
+    # Support is not routed: its prefix answers the gateway's 404.
+    assert routes(values) == {
+        service: f"fleet-{service}-api.fleet.svc.cluster.local:8000"
+        for service in ("inventory", "shipping")}
+    for target in routes(values).values():
         api_service(objects, target)
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 10.96.0.10 valid=10s;"
     nginx_accepts(nginx, values, tmp_path)
@@ -155,8 +164,9 @@ def test_the_umbrella_by_default_routes_every_service_by_its_service_name(
         chart_tree: Path, nginx: str, tmp_path: Path) -> None:
     objects = helm_objects(render(chart_tree, "fleet", {}))
     values = pod_values(gateway_settings(objects), tmp_path)
+    assert list(routes(values)) == list(SERVICES)
     for service in SERVICES:
-        api_service(objects, values[f"{service.upper()}_UPSTREAM"])
+        api_service(objects, routes(values)[service])
     # The Services need not exist yet for NGINX to start (the old crash loop: "host not found").
     nginx_accepts(nginx, values, tmp_path)
 
@@ -180,6 +190,7 @@ def test_the_umbrella_refuses_to_route_a_service_it_leaves_out(chart_tree: Path)
 
 def test_the_gateway_chart_routes_the_services_it_is_given(chart_tree: Path) -> None:
     settings = gateway_settings(helm_objects(render(chart_tree, "gateway", {})))
+    assert settings["GATEWAY_SERVICES"] == " ".join(SERVICES)
     assert {settings[f"{s.upper()}_SERVERS"] for s in SERVICES} == {
         f"server {s}-api:8000;" for s in SERVICES}
     assert "GATEWAY_RESOLVER" not in settings  # the pod's nameserver, from resolv.conf
@@ -187,18 +198,45 @@ def test_the_gateway_chart_routes_the_services_it_is_given(chart_tree: Path) -> 
         "services": ["shipping"],
         "upstreams": {"shipping": ["10.0.0.5:8000", "10.0.0.6:8000"]},
         "resolver": {"addresses": ["10.96.0.10", "[fd00::10]:53"], "valid": "5s"}})))
-    assert (settings["INVENTORY_SERVERS"], settings["SUPPORT_SERVERS"]) == ("", "")
+    assert settings["GATEWAY_SERVICES"] == "shipping"
+    assert not {"INVENTORY_SERVERS", "SUPPORT_SERVERS"} & set(settings)
     assert settings["SHIPPING_SERVERS"] == "server 10.0.0.5:8000; server 10.0.0.6:8000;"
     assert settings["GATEWAY_RESOLVER"] == "10.96.0.10,[fd00::10]:53"
     assert settings["GATEWAY_RESOLVER_VALID"] == "5s"
+
+
+def test_the_gateway_chart_routes_a_fourth_service_from_its_values_alone(
+        chart_tree: Path, nginx: str, tmp_path: Path) -> None:
+    rendered = render(chart_tree, "gateway", {
+        "services": ["inventory", "billing"],
+        "upstreams": {"billing": ["billing-api:8000"]}})
+    settings = gateway_settings(helm_objects(rendered))
+    assert settings["GATEWAY_SERVICES"] == "inventory billing"
+    assert settings["INVENTORY_SERVERS"] == "server inventory-api:8000;"
+    assert settings["BILLING_SERVERS"] == "server billing-api:8000;"
+    assert not {"SHIPPING_SERVERS", "SUPPORT_SERVERS"} & set(settings)
+    values = pod_values(settings, tmp_path)
+    assert routes(values) == {"inventory": "inventory-api.fleet.svc.cluster.local:8000",
+                              "billing": "billing-api.fleet.svc.cluster.local:8000"}
+    nginx_accepts(nginx, values, tmp_path)
+    notes = rendered["gateway/templates/NOTES.txt"]
+    assert "/billing/: server billing-api:8000;" in notes
+    assert "/shipping/: not routed (404)" in notes  # in upstreams, not in services
 
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"upstreams": {"inventory": ["inventory-a:8000", "inventory-b:8000"]}},
      "is a host name, so it must be the only entry"),
     ({"services": []}, "/services"),
-    ({"services": ["billing"]}, "/services"),
+    ({"services": ["Billing"]}, "/services"),
+    ({"services": ["in-ventory"]}, "/services"),
+    ({"services": ["b" * 64]}, "/services"),
     ({"services": ["inventory", "inventory"]}, "/services"),
+    # A service listed without its api's address would stop the gateway's start.
+    ({"services": ["inventory", "billing"]},
+     "services lists billing, but upstreams.billing is not set"),
+    ({"upstreams": {"in-ventory": ["inventory-api:8000"]}}, "/upstreams"),
+    ({"upstreams": {"billing": []}}, "/upstreams"),
     ({"resolver": {"addresses": ["kube-dns.kube-system"], "valid": ""}}, "/resolver"),
     ({"resolver": {"addresses": [], "valid": "100ms"}}, "/resolver"),
     ({"securityContext": {"runAsUser": 101, "runAsGroup": 101}}, "/securityContext"),
@@ -215,16 +253,22 @@ def test_the_gateway_chart_refuses(chart_tree: Path, values: dict[str, Any],
 def test_kustomize_routes_every_service_by_its_service_name(
         kustomize_outputs: dict[str, Objects], build: str, nginx: str, tmp_path: Path) -> None:
     objects = kustomize_outputs[build]
-    values = pod_values(gateway_settings(objects), tmp_path)
+    settings = gateway_settings(objects)
+    assert settings["GATEWAY_SERVICES"] == " ".join(SERVICES)
+    values = pod_values(settings, tmp_path)
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 10.96.0.10 valid=10s;"
-    for service in SERVICES:
-        target = values[f"{service.upper()}_UPSTREAM"]
-        assert target == f"{service}-api.fleet.svc.cluster.local:8000"
+    assert routes(values) == {service: f"{service}-api.fleet.svc.cluster.local:8000"
+                              for service in SERVICES}
+    for target in routes(values).values():
         api_service(objects, target)
     nginx_accepts(nginx, values, tmp_path)
 
 
-def test_a_kustomize_overlay_leaves_a_service_out(nginx: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("literals", [["SUPPORT_SERVERS="],
+                                      ["GATEWAY_SERVICES=inventory shipping"]])
+def test_a_kustomize_overlay_leaves_a_service_out(nginx: str, tmp_path: Path,
+                                                  literals: list[str]) -> None:
+    # Either by emptying its servers or by leaving it out of the list.
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     base = os.path.relpath(KUSTOMIZE / "overlays" / "dev", overlay)
@@ -232,10 +276,10 @@ def test_a_kustomize_overlay_leaves_a_service_out(nginx: str, tmp_path: Path) ->
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [base],
         "configMapGenerator": [{"name": "gateway-config", "behavior": "merge",
-                                "literals": ["SUPPORT_SERVERS="]}]}))
+                                "literals": literals}]}))
     values = pod_values(gateway_settings(kustomize_build(overlay)), tmp_path)
-    assert values["SUPPORT_UPSTREAM"] == ""
-    assert values["INVENTORY_UPSTREAM"] == "inventory-api.fleet.svc.cluster.local:8000"
+    assert routes(values) == {service: f"{service}-api.fleet.svc.cluster.local:8000"
+                              for service in ("inventory", "shipping")}
     nginx_accepts(nginx, values, tmp_path)
 
 

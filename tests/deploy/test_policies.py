@@ -102,7 +102,7 @@ def test_every_container_runs_as_a_high_uid(target: tuple[str, Objects]) -> None
 
 
 #: Targets rendered from production values: their pods spread hard over zones and nodes.
-PRODUCTION_TARGETS = ["helm:inventory-prod", "helm:shipping-prod", "helm:support-prod",
+PRODUCTION_TARGETS = [*(f"helm:{name}-prod" for name in SERVICES),
                       "helm:fleet-prod", "helm:inventory-pgbouncer", "kustomize:prod"]
 
 

@@ -3,8 +3,8 @@
 For every container of every api, worker and migrate pod that runs the service's image (init
 containers too), the environment and files the cluster would give it are resolved from the
 rendered ConfigMaps and Secrets — stand-ins for the Secrets made outside the target (an
-existingSecret, the platform's) — and loaded through the service's own settings loader,
-`<svc>.service.SERVICE.load_settings`, files (`<NAME>_FILE`) included: it must not raise
+existingSecret, the platform's) — and loaded through the service's own settings model,
+`<svc>.spec.SERVICE.load_settings`, files (`<NAME>_FILE`) included: it must not raise
 ConfigError. A key the layout sets but no Secret holds, a secret file the process cannot read or
 anyone else can, a development secret under FLEET_ENV=production: each is a pod in
 CrashLoopBackOff, and fails here.
@@ -99,8 +99,8 @@ def test_every_service_process_loads_its_settings(deploy_targets: dict[str, Obje
         except ConfigError as error:
             failures.append(f"{where} would not start: configuration error: {error}")
             continue
-        if settings["DB_PGBOUNCER"] and component != "migrate":
-            address = urlsplit(settings["DATABASE_URL"]).netloc.rpartition("@")[2]
+        if settings.db_pgbouncer and component != "migrate":
+            address = urlsplit(settings.database_url.get_secret_value()).netloc.rpartition("@")[2]
             if address not in _pgbouncer_services(objects, service):
                 failures.append(f"{where}: DB_PGBOUNCER=true but DATABASE_URL leads to {address}")
     assert not failures, "\n".join(failures)

@@ -30,12 +30,14 @@ import pytest
 from e2e_client import FleetClient
 
 from fleet_shared.http.auth import mint_token
+from fleet_tools import registry
 from fleet_tools.config import MAX_REPLICAS, LocalConfig
 from fleet_tools.prereqs import planned_ports
 from fleet_tools.testing import PG_ADMIN_URL, RUN_ID, drop_database
 
 FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
-SERVICES = ("inventory", "shipping", "support")
+#: Every installed service: the local fleet runs each (docs/services.md).
+SERVICES = registry.names()
 ALL_SCOPES = " ".join(f"{s}:{a}" for s in SERVICES for a in ("read", "write"))
 # The gateway's per-client limit in the test fleet: generous for the tests' own traffic,
 # low enough that a burst from one client address gets 429 quickly.

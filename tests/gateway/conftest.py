@@ -4,7 +4,7 @@
   request and can be told to be slow, to answer a given status and headers, to drop the
   connection without answering, or to go away.
 - ``refused_address``: a loopback address where nothing listens.
-- ``start_gateway``: renders gateway/nginx.conf.template with fleet_shared.gateway, checks it
+- ``start_gateway``: renders gateway/nginx.conf.template with fleet_tools.gateway, checks it
   with ``nginx -t`` and starts NGINX on an ephemeral loopback port with a fresh run directory.
   It listens on 127.0.0.1, and every 127.x.y.z is this machine: a request sent from another
   loopback address (``source_address=("127.0.0.2", 0)``) is another client, or another proxy

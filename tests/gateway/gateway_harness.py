@@ -105,6 +105,35 @@ INVALID_SERVERS = [
      "without parameters (NGINX looks it up while serving)"),
 ]
 
+#: GATEWAY_SERVICES values, accepted (with the services they name, in order) and refused (with
+#: the detail after "GATEWAY_SERVICES is invalid: "). test_gateway_render.py checks them with
+#: the Python renderer, test_gateway_config.py with the image's entrypoint, word for word.
+VALID_SERVICES = [
+    ("inventory shipping support", ("inventory", "shipping", "support")),
+    ("inventory,shipping,support,billing", ("inventory", "shipping", "support", "billing")),
+    (" billing ,\tinventory\n", ("billing", "inventory")),
+    ("support,,inventory, ,", ("support", "inventory")),
+    ("v2 a1b2", ("v2", "a1b2")),
+    ("b" * 63, ("b" * 63,)),  # the longest name: a DNS label
+]
+_NOT_A_NAME = ("is not a service name (a lower-case letter, then up to 62 lower-case letters "
+               "and digits)")
+INVALID_SERVICES = [
+    ("inventory Billing", f"'Billing' {_NOT_A_NAME}"),
+    ("in-ventory", f"'in-ventory' {_NOT_A_NAME}"),  # <SERVICE>_SERVERS could not be named
+    ("in_ventory", f"'in_ventory' {_NOT_A_NAME}"),
+    ("2fa", f"'2fa' {_NOT_A_NAME}"),
+    ("b" * 64, f"'{'b' * 64}' {_NOT_A_NAME}"),
+    ("billing;", f"'billing;' {_NOT_A_NAME}"),
+    ("inventory/v1", f"'inventory/v1' {_NOT_A_NAME}"),
+    ("bill*", f"'bill*' {_NOT_A_NAME}"),  # no globbing either
+    ("a\\tb", f"'a\\tb' {_NOT_A_NAME}"),  # a backslash is printed as it is
+    ("caf\u00e9", f"'caf\u00e9' {_NOT_A_NAME}"),
+    ("inventory shipping\r", f"'shipping\r' {_NOT_A_NAME}"),  # an env file with CRLF
+    ("inventory shipping inventory", "'inventory' is listed twice"),
+    (" , ", "it names no service"),
+]
+
 #: GATEWAY_RESOLVER values, accepted (with the resolver directive's addresses) and refused.
 VALID_RESOLVERS = [
     ("10.96.0.10", "10.96.0.10"),
@@ -122,6 +151,25 @@ KUBERNETES_RESOLV_CONF = """search fleet.svc.cluster.local svc.cluster.local clu
 nameserver 10.96.0.10
 options ndots:5
 """
+
+
+def routes(values: Mapping[str, str]) -> dict[str, str]:
+    """The routes' map of template values (GATEWAY_ROUTES): service -> what its route passes to
+    (the upstream block's name or the host:port looked up), in order; a service that is not
+    routed has no entry."""
+    lines = [line.strip() for line in values["GATEWAY_ROUTES"].split("\n") if line.strip()]
+    assert all(line.endswith(";") and len(line.split()) == 2 for line in lines), lines
+    return dict(line.removesuffix(";").split() for line in lines)
+
+
+def rendered_routes(rendered: str) -> dict[str, str]:
+    """The routes' map of a rendered file, as ``routes`` gives it."""
+    match = re.search(r"^\s*map \$fleet_service \$fleet_upstream \{\n(.*?)\n\s*\}", rendered,
+                      re.M | re.S)
+    assert match, "no routes' map in the rendered file"
+    lines = [line.strip() for line in match.group(1).split("\n")]
+    assert lines[0] == 'default "";'
+    return routes({"GATEWAY_ROUTES": "\n".join(lines[1:])})
 
 
 def real_ip_from(rendered: str) -> list[str]:
@@ -446,9 +494,13 @@ def entrypoint_env(env: Mapping[str, str]) -> dict[str, str]:
 def run_entrypoint(tmp: Path, env: Mapping[str, str], *args: str,
                    shell: Sequence[str] = ("sh",),
                    resolv_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(entrypoint_argv(tmp, *args, shell=shell, resolv_conf=resolv_conf),
-                          env=entrypoint_env(env), capture_output=True, text=True, timeout=30,
-                          check=False)
+    """The entrypoint's run, its output decoded as it is (text=True would turn a carriage
+    return in a refused setting into a newline)."""
+    result = subprocess.run(entrypoint_argv(tmp, *args, shell=shell, resolv_conf=resolv_conf),
+                            env=entrypoint_env(env), capture_output=True, timeout=30,
+                            check=False)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(),
+                                       result.stderr.decode())
 
 
 def nginx_command(run_dir: Path, conf: Path, *extra: str) -> list[str]:

@@ -127,7 +127,7 @@ def test_upstream_headers_carry_the_client_and_the_whole_chain(limited: Gateway)
                                      "10.0.0.0/8; set_real_ip_from 0.0.0.0/0"])
 def test_rendering_with_a_bad_range_is_refused(run_dir: Path, proxies: str) -> None:
     with pytest.raises(ValueError, match="^GATEWAY_TRUSTED_PROXIES is invalid: '"):
-        gw.local_values(run_dir, "127.0.0.1:8080", {name: ["127.0.0.1:1"] for name in gw.SERVICES},
+        gw.local_values(run_dir, "127.0.0.1:8080", {"inventory": ["127.0.0.1:1"]},
                         trusted_proxies=proxies)
     assert not (run_dir / "nginx.conf").exists()
 

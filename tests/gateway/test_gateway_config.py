@@ -15,13 +15,16 @@ from gateway_harness import (
     INVALID_RESOLVER_VALID,
     INVALID_RESOLVERS,
     INVALID_SERVERS,
+    INVALID_SERVICES,
     KUBERNETES_RESOLV_CONF,
     SHELLS,
     VALID_PROXIES,
     VALID_RESOLVERS,
     VALID_SERVERS,
+    VALID_SERVICES,
     nginx_command,
     real_ip_from,
+    rendered_routes,
     run_entrypoint,
     write_config,
 )
@@ -59,6 +62,7 @@ def kubernetes_settings(run_dir: Path, **changes: str) -> dict[str, str]:
     pid file and temp files in ``run_dir``."""
     settings = {
         "GATEWAY_LISTEN": "8080",
+        "GATEWAY_SERVICES": "inventory shipping support",
         "INVENTORY_SERVERS": "server inventory-api:8000;",
         "SHIPPING_SERVERS": "server shipping-api:8000;",
         "SUPPORT_SERVERS": "server support-api:8000;",
@@ -81,7 +85,8 @@ def test_kubernetes_shaped_rendering_passes_nginx_t(nginx_bin: str, run_dir: Pat
     resolv_conf.write_text(KUBERNETES_RESOLV_CONF)
     values = gw.template_values(kubernetes_settings(run_dir), resolv_conf=resolv_conf)
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 10.96.0.10 valid=10s;"
-    assert values["INVENTORY_UPSTREAM"] == "inventory-api.fleet.svc.cluster.local:8000"
+    assert values["GATEWAY_ROUTES"].split("\n")[0] == (
+        "inventory inventory-api.fleet.svc.cluster.local:8000;")
     assert values["GATEWAY_UPSTREAMS"] == ""
     result = nginx_test(run_dir, write_config(run_dir, values))
     assert result.returncode == 0, result.stderr
@@ -106,8 +111,9 @@ def test_the_template_sets_what_the_contract_asks(nginx_bin: str) -> None:
     assert re.search(r"^\s*proxy_connect_timeout \d+s;", template, re.M)
     assert re.search(r"^\s*resolver_timeout \d+s;", template, re.M)
     assert "${GATEWAY_RESOLVER_DIRECTIVE}" in template
-    # Every route passes to a variable (looked up while serving), never to a name fixed at start.
-    assert re.findall(r"^\s*proxy_pass\s([^;]*);", template, re.M) == ["http://$fleet_upstream"] * 3
+    # The one route passes to a variable (looked up while serving), never to a name fixed at
+    # start.
+    assert re.findall(r"^\s*proxy_pass\s([^;]*);", template, re.M) == ["http://$fleet_upstream"]
     # Addresses get upstream blocks with keep-alive (the local fleet's).
     rendered = gw.render(template, gw.local_values(Path("/tmp"), "8080", LOCAL_UPSTREAMS))
     assert len(re.findall(r"^\s*upstream \w+ \{", rendered, re.M)) == 3
@@ -118,6 +124,40 @@ def test_the_template_sets_what_the_contract_asks(nginx_bin: str) -> None:
     (next_upstream,) = re.findall(r"^\s*proxy_next_upstream\s([^;]*);", template, re.M)
     assert "non_idempotent" not in next_upstream
     assert not re.search(r"^\s*user\s", template, re.M)
+
+
+def test_the_template_routes_every_service_with_one_location() -> None:
+    template = gw.read_template()
+    locations = re.findall(r"^\s*location\s+(.*?)\s*\{", template, re.M)
+    problems = [f"= /_problem/{status}" for status in re.findall(
+        r"^\s*location = /_problem/(\d{3})", template, re.M)]
+    assert locations == [
+        "^~ /_problem/", *problems, "= /healthz",
+        # Probes first: regex locations are tried in order.
+        '~* "^/[^/]+/(?:livez|readyz|metrics)(?:[/.;]|$)"',
+        '~ "^/(?<fleet_service>[a-z][a-z0-9]*)/"',
+        "/",
+    ]
+    assert "map $fleet_service $fleet_upstream {" in template
+    assert re.search(r"^\s*set \$fleet_prefix /\$fleet_service;$", template, re.M)
+    assert 'rewrite "(?s)^/[a-z][a-z0-9]*(/.*)$" $1 break;' in template
+    assert ("proxy_redirect ~^((?:https?://[^/]+)?)/v1/(.*)$ $1$fleet_prefix/v1/$2;"
+            in template)
+
+
+#: Today's services. The gateway's own files name none of them: a service is added to the
+#: gateway by its settings alone (GATEWAY_SERVICES and <SERVICE>_SERVERS).
+TODAYS_SERVICES = ("inventory", "shipping", "support")
+
+
+@pytest.mark.parametrize("path", ["gateway/nginx.conf.template", "gateway/entrypoint.sh",
+                                  "gateway/Dockerfile"])
+def test_the_gateway_names_no_service(path: str) -> None:
+    text = (REPO / path).read_text()
+    for name in TODAYS_SERVICES:
+        # "support" is also an English word ("does not support this request").
+        found = re.findall(rf"(?i)\b{name}(?:[-_/]|\b(?! this))", text)
+        assert not found, (path, name)
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -171,7 +211,6 @@ def script_list(name: str) -> set[str]:
 
 def test_entrypoint_requires_the_settings_and_renders_the_template_variables() -> None:
     assert script_list("required") == gw.REQUIRED_SETTINGS
-    assert script_list("routes") == set(gw.SERVER_SETTINGS.values())
     assert script_list("derived") == gw.DERIVED_VARIABLES
     assert script_list("required") | script_list("derived") == gw.TEMPLATE_VARIABLES
     match = re.search(r"^default_resolver_valid=(\S+)$", ENTRYPOINT.read_text(), re.M)
@@ -197,8 +236,8 @@ def envsubst() -> str:
 def container_settings(run_dir: Path, **changes: str) -> dict[str, str]:
     """The settings a deployment gives the container, for a local NGINX in `run_dir`."""
     values = gw.local_values(run_dir, "127.0.0.1:8080", LOCAL_UPSTREAMS)
-    settings = {name: values[name] for name in gw.SETTINGS - {gw.TRUSTED_PROXIES}}
-    return {**settings, **changes}
+    names = gw.SETTINGS - {gw.TRUSTED_PROXIES} | {gw.server_setting(s) for s in LOCAL_UPSTREAMS}
+    return {name: values[name] for name in names} | changes
 
 
 @pytest.mark.parametrize("proxies", [None, "", "10.244.0.0/16", "127.0.0.2, fd00::/8\t10.0.0.1"])
@@ -242,7 +281,7 @@ def test_entrypoint_refuses_what_the_python_renderer_refuses(shell: list[str],
         assert not (run_dir / "nginx.conf").exists()
 
 
-@pytest.mark.parametrize("missing", ["GATEWAY_RATE", "SUPPORT_SERVERS"])
+@pytest.mark.parametrize("missing", ["GATEWAY_RATE", "GATEWAY_SERVICES", "SUPPORT_SERVERS"])
 def test_entrypoint_names_a_missing_variable(run_dir: Path, missing: str) -> None:
     values = container_settings(run_dir)
     del values[missing]
@@ -250,8 +289,8 @@ def test_entrypoint_names_a_missing_variable(run_dir: Path, missing: str) -> Non
     assert result.returncode == 78
     assert result.stderr == f"fleet-gateway: required setting {missing} is not set\n"
     assert not (run_dir / "nginx.conf").exists()
-    # The Python renderer says the same of the server settings (render() names the others).
-    if missing in gw.SERVER_SETTINGS.values():
+    # The Python renderer says the same of the services' settings (render() names the others).
+    if missing != "GATEWAY_RATE":
         with pytest.raises(ValueError) as error:
             gw.template_values(values)
         assert f"fleet-gateway: {error.value}\n" == result.stderr
@@ -297,7 +336,7 @@ def test_entrypoint_routes_like_the_python_renderer(
     for value, target in VALID_SERVERS:
         settings = kubernetes_settings(run_dir, INVENTORY_SERVERS=value)
         rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
-        assert f'set $fleet_upstream "{target}";' in rendered, value
+        assert rendered_routes(rendered).get("inventory", "") == target, value
         blocks = re.findall(r"^\s*upstream (\w+) \{", rendered, re.M)
         assert ("inventory" in blocks) == (target == "inventory"), value
 
@@ -315,6 +354,62 @@ def test_entrypoint_refuses_the_server_lines_the_python_renderer_refuses(
     assert_refused_alike(run_dir, settings, shell, resolv_conf,
                          "no service is routed: INVENTORY_SERVERS, SHIPPING_SERVERS and "
                          "SUPPORT_SERVERS are all empty")
+    assert_refused_alike(run_dir, {**settings, "GATEWAY_SERVICES": "shipping,support"}, shell,
+                         resolv_conf, "no service is routed: SHIPPING_SERVERS and "
+                         "SUPPORT_SERVERS are all empty")
+    assert_refused_alike(run_dir, {**settings, "GATEWAY_SERVICES": "support"}, shell,
+                         resolv_conf, "no service is routed: SUPPORT_SERVERS is empty")
+
+
+# --- the list of services: the entrypoint against the Python renderer -----------------------
+
+
+def test_entrypoint_takes_the_service_lists_the_python_renderer_takes(
+    nginx_bin: str, envsubst: str, shell: list[str], run_dir: Path
+) -> None:
+    resolv_conf = write_resolv_conf(run_dir, KUBERNETES_RESOLV_CONF)
+    for value, services in VALID_SERVICES:
+        settings = kubernetes_settings(run_dir, GATEWAY_SERVICES=value)
+        # Every name listed has its servers: an address block for one, a name for the others.
+        for number, service in enumerate(services):
+            settings[gw.server_setting(service)] = (
+                f"server 10.0.0.{number + 1}:8000;" if number == 0
+                else f"server {service}-api:8000;")
+        rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
+        assert rendered_routes(rendered) == {
+            service: service if number == 0 else f"{service}-api.fleet.svc.cluster.local:8000"
+            for number, service in enumerate(services)}, value
+        assert re.findall(r"^\s*upstream (\w+) \{", rendered, re.M) == [services[0]], value
+
+
+def test_entrypoint_refuses_the_service_lists_the_python_renderer_refuses(
+    shell: list[str], run_dir: Path
+) -> None:
+    resolv_conf = write_resolv_conf(run_dir, KUBERNETES_RESOLV_CONF)
+    for value, detail in INVALID_SERVICES:
+        settings = kubernetes_settings(run_dir, GATEWAY_SERVICES=value)
+        assert_refused_alike(run_dir, settings, shell, resolv_conf,
+                             f"GATEWAY_SERVICES is invalid: {detail}")
+    # A name listed without its servers stops the start; so does an empty list.
+    settings = kubernetes_settings(run_dir, GATEWAY_SERVICES="inventory billing shipping")
+    assert_refused_alike(run_dir, settings, shell, resolv_conf,
+                         "required setting BILLING_SERVERS is not set")
+    assert_refused_alike(run_dir, {**settings, "GATEWAY_SERVICES": ""}, shell, resolv_conf,
+                         "required setting GATEWAY_SERVICES is not set")
+
+
+def test_entrypoint_routes_only_the_services_listed(
+    nginx_bin: str, envsubst: str, shell: list[str], run_dir: Path
+) -> None:
+    resolv_conf = write_resolv_conf(run_dir, KUBERNETES_RESOLV_CONF)
+    # Support's setting is there but support is not listed: it is not read, even malformed.
+    settings = kubernetes_settings(run_dir, GATEWAY_SERVICES="shipping billing",
+                                   BILLING_SERVERS="server billing-api:8000;",
+                                   SUPPORT_SERVERS="not a server line")
+    rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
+    assert rendered_routes(rendered) == {
+        "shipping": "shipping-api.fleet.svc.cluster.local:8000",
+        "billing": "billing-api.fleet.svc.cluster.local:8000"}
 
 
 #: resolv.conf files as pods, containers and hosts have them, and what the gateway takes from
@@ -345,11 +440,11 @@ def test_entrypoint_reads_resolv_conf_like_the_python_renderer(
     resolv_conf = write_resolv_conf(run_dir, text)
     rendered = assert_renders_alike(run_dir, kubernetes_settings(run_dir), shell, resolv_conf)
     assert re.findall(r"^\s*(resolver .*)$", rendered, re.M) == [directive]
-    assert f'set $fleet_upstream "{name}:8000";' in rendered
+    assert rendered_routes(rendered)["inventory"] == f"{name}:8000"
     # A name with a dot is taken as complete.
     settings = kubernetes_settings(run_dir, INVENTORY_SERVERS="server api.other:8000;")
     rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
-    assert 'set $fleet_upstream "api.other:8000";' in rendered
+    assert rendered_routes(rendered)["inventory"] == "api.other:8000"
 
 
 def test_entrypoint_takes_the_resolver_settings_like_the_python_renderer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 
-from gateway_harness import Gateway, StartGateway, assert_problem, http_request
+from gateway_harness import Gateway, StartGateway, StubUpstream, assert_problem, http_request
 
 MIB = 1024 * 1024
 
@@ -30,6 +30,16 @@ def test_a_client_over_rate_and_burst_gets_429(start_gateway: StartGateway) -> N
     assert inventory_requests(gateway) == 3
     # Every route shares the client's budget.
     assert gateway.get("/support/v1/tickets").status == 429
+
+
+def test_a_route_given_by_configuration_alone_is_limited_too(
+    start_gateway: StartGateway, upstream_stubs: dict[str, list[StubUpstream]]
+) -> None:
+    upstreams = {"billing": [stub.address for stub in upstream_stubs["support"]]}
+    gateway = start_gateway(upstreams, rate="1r/m", burst=1)
+    assert [gateway.get("/billing/v1/invoices").status for _ in range(3)] == [200, 200, 429]
+    # A path that is no route answers 404 whatever the budget, as before.
+    assert_problem(gateway.get("/inventory/v1/products"), 404)
 
 
 def test_the_limit_is_per_client(start_gateway: StartGateway) -> None:

@@ -1,4 +1,4 @@
-"""fleet_shared.gateway: the Python renderer of gateway/nginx.conf.template (no NGINX needed)."""
+"""fleet_tools.gateway: the Python renderer of gateway/nginx.conf.template (no NGINX needed)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from gateway_harness import (
     INVALID_RESOLVER_VALID,
     INVALID_RESOLVERS,
     INVALID_SERVERS,
+    INVALID_SERVICES,
     KUBERNETES_RESOLV_CONF,
     VALID_PROXIES,
     VALID_RESOLVERS,
     VALID_SERVERS,
+    VALID_SERVICES,
+    routes,
 )
 
 from fleet_tools import gateway as gw
@@ -40,9 +43,7 @@ DECLARED = {
     "GATEWAY_REAL_IP_FROM",
     "GATEWAY_RESOLVER_DIRECTIVE",
     "GATEWAY_UPSTREAMS",
-    "INVENTORY_UPSTREAM",
-    "SHIPPING_UPSTREAM",
-    "SUPPORT_UPSTREAM",
+    "GATEWAY_ROUTES",
 }
 SERVERS = {"INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS"}
 
@@ -50,7 +51,8 @@ SERVERS = {"INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS"}
 def settings_for(run_dir: Path, **changes: str) -> dict[str, str]:
     """Container settings for the local upstreams (every one an address)."""
     values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS)
-    return {**{name: values[name] for name in gw.SETTINGS}, **changes}
+    names = gw.SETTINGS | {gw.server_setting(service) for service in UPSTREAMS}
+    return {**{name: values[name] for name in names}, **changes}
 
 
 def test_template_path_is_the_repository_template() -> None:
@@ -87,8 +89,8 @@ def test_render_names_a_missing_variable() -> None:
 
 def test_render_of_the_template_names_the_first_missing_variable(tmp_path: Path) -> None:
     values = gw.local_values(Path("/tmp"), "127.0.0.1:8080", UPSTREAMS)
-    del values["SHIPPING_UPSTREAM"]
-    with pytest.raises(ValueError, match="SHIPPING_UPSTREAM"):
+    del values["GATEWAY_ROUTES"]
+    with pytest.raises(ValueError, match="GATEWAY_ROUTES"):
         gw.render(gw.read_template(), values)
 
 
@@ -103,11 +105,54 @@ def test_render_accepts_the_environment_mapping() -> None:
 def test_settings_and_template_variables() -> None:
     required = DECLARED - gw.DERIVED_VARIABLES
     assert gw.REQUIRED_SETTINGS == required
-    assert set(gw.SERVER_SETTINGS.values()) == SERVERS
-    # What every deployment sets; the resolver settings are worked out at start when unset.
-    assert gw.SETTINGS == required | SERVERS | {"GATEWAY_TRUSTED_PROXIES"}
+    assert {gw.server_setting(service) for service in UPSTREAMS} == SERVERS
+    assert gw.server_setting("billing") == "BILLING_SERVERS"
+    # What every deployment sets, besides a server setting per service it lists; the resolver
+    # settings are worked out at start when unset.
+    assert gw.SETTINGS == required | {"GATEWAY_SERVICES", "GATEWAY_TRUSTED_PROXIES"}
     assert gw.OPTIONAL_SETTINGS == {"GATEWAY_RESOLVER", "GATEWAY_RESOLVER_VALID"}
     assert gw.TEMPLATE_VARIABLES == required | gw.DERIVED_VARIABLES
+
+
+@pytest.mark.parametrize(("value", "services"), VALID_SERVICES)
+def test_parse_services(value: str, services: tuple[str, ...]) -> None:
+    assert gw.parse_services(value) == services
+
+
+@pytest.mark.parametrize(("value", "detail"), INVALID_SERVICES)
+def test_parse_services_names_what_is_wrong(value: str, detail: str) -> None:
+    with pytest.raises(ValueError) as error:
+        gw.parse_services(value)
+    assert str(error.value) == f"GATEWAY_SERVICES is invalid: {detail}"
+
+
+def test_the_services_routed_are_the_ones_listed(run_dir: Path) -> None:
+    # A fourth service needs its name in the list and its servers, nothing else.
+    settings = settings_for(run_dir, GATEWAY_SERVICES="billing, inventory support",
+                            BILLING_SERVERS="server 127.0.0.1:8141;")
+    values = gw.template_values(settings)
+    # In the list's order; shipping is not listed, so its setting is not read (its prefix
+    # answers 404), even when it is malformed.
+    assert routes(values) == {"billing": "billing", "inventory": "inventory",
+                              "support": "support"}
+    blocks = values["GATEWAY_UPSTREAMS"].split("\n\n    ")
+    assert [block.split()[1] for block in blocks] == ["billing", "inventory", "support"]
+    settings["SHIPPING_SERVERS"] = "not a server line"
+    assert gw.template_values(settings) == {**values, "SHIPPING_SERVERS": "not a server line"}
+
+
+def test_template_values_need_the_list_of_services(run_dir: Path) -> None:
+    settings = settings_for(run_dir)
+    for value in (None, ""):
+        if value is None:
+            del settings["GATEWAY_SERVICES"]
+        else:
+            settings["GATEWAY_SERVICES"] = value
+        with pytest.raises(ValueError, match="^required setting GATEWAY_SERVICES is not set$"):
+            gw.template_values(settings)
+    settings["GATEWAY_SERVICES"] = "inventory Shipping"
+    with pytest.raises(ValueError, match="^GATEWAY_SERVICES is invalid: 'Shipping' is not a "):
+        gw.template_values(settings)
 
 
 def test_template_values_build_the_real_ip_lines_from_the_setting(run_dir: Path) -> None:
@@ -127,16 +172,23 @@ def test_template_values_build_the_real_ip_lines_from_the_setting(run_dir: Path)
         gw.template_values(settings)
 
 
-def test_template_values_need_every_server_setting(run_dir: Path) -> None:
+def test_template_values_need_every_listed_server_setting(run_dir: Path) -> None:
     settings = settings_for(run_dir)
     del settings["SHIPPING_SERVERS"]
     with pytest.raises(ValueError, match="^required setting SHIPPING_SERVERS is not set$"):
+        gw.template_values(settings)
+    # A name listed without its servers is a mistake, not a service left out.
+    settings = settings_for(run_dir, GATEWAY_SERVICES="inventory shipping support billing")
+    with pytest.raises(ValueError, match="^required setting BILLING_SERVERS is not set$"):
         gw.template_values(settings)
 
 
 def test_addresses_get_an_upstream_block_with_keepalive(run_dir: Path) -> None:
     values = gw.template_values(settings_for(run_dir))
-    assert values["INVENTORY_UPSTREAM"] == "inventory"
+    assert routes(values) == {"inventory": "inventory", "shipping": "shipping",
+                              "support": "support"}
+    assert values["GATEWAY_ROUTES"] == ("inventory inventory;\n        shipping shipping;\n"
+                                        "        support support;")
     blocks = values["GATEWAY_UPSTREAMS"].split("\n\n    ")
     assert [block.split()[1] for block in blocks] == ["inventory", "shipping", "support"]
     assert blocks[0] == (
@@ -157,7 +209,7 @@ def test_server_settings_give_the_route_target(run_dir: Path, value: str, target
     resolv_conf.write_text("nameserver 10.96.0.10\n")
     values = gw.template_values(settings_for(run_dir, INVENTORY_SERVERS=value),
                                 resolv_conf=resolv_conf)
-    assert values["INVENTORY_UPSTREAM"] == target
+    assert routes(values).get("inventory", "") == target
     assert ("upstream inventory {" in values["GATEWAY_UPSTREAMS"]) == (target == "inventory")
     named = target not in ("", "inventory")
     assert bool(values["GATEWAY_RESOLVER_DIRECTIVE"]) == named
@@ -172,12 +224,19 @@ def test_server_settings_are_checked(run_dir: Path, value: str, detail: str) -> 
 
 def test_a_service_with_no_servers_is_not_routed_but_one_must_be(run_dir: Path) -> None:
     values = gw.template_values(settings_for(run_dir, SUPPORT_SERVERS=""))
-    assert values["SUPPORT_UPSTREAM"] == ""
+    assert list(routes(values)) == ["inventory", "shipping"]
     assert "upstream support" not in values["GATEWAY_UPSTREAMS"]
     with pytest.raises(ValueError, match="^no service is routed: INVENTORY_SERVERS, "
                                          "SHIPPING_SERVERS and SUPPORT_SERVERS are all empty$"):
         gw.template_values(settings_for(run_dir, INVENTORY_SERVERS="", SHIPPING_SERVERS="",
                                         SUPPORT_SERVERS=""))
+    with pytest.raises(ValueError, match="^no service is routed: SHIPPING_SERVERS and "
+                                         "SUPPORT_SERVERS are all empty$"):
+        gw.template_values(settings_for(run_dir, GATEWAY_SERVICES="shipping support",
+                                        SHIPPING_SERVERS="", SUPPORT_SERVERS=""))
+    with pytest.raises(ValueError, match="^no service is routed: SUPPORT_SERVERS is empty$"):
+        gw.template_values(settings_for(run_dir, GATEWAY_SERVICES="support",
+                                        SUPPORT_SERVERS=" ; "))
 
 
 def test_names_are_looked_up_through_the_pods_nameserver(run_dir: Path) -> None:
@@ -188,9 +247,9 @@ def test_names_are_looked_up_through_the_pods_nameserver(run_dir: Path) -> None:
     values = gw.template_values(settings, resolv_conf=resolv_conf)
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 10.96.0.10 valid=10s;"
     # A bare Service name gets the pod's namespace domain; a name with a dot is complete.
-    assert values["INVENTORY_UPSTREAM"] == "inventory-api.fleet.svc.cluster.local:8000"
-    assert values["SHIPPING_UPSTREAM"] == "shipping-api.other.svc.cluster.local:8000"
-    assert values["SUPPORT_UPSTREAM"] == "support"
+    assert routes(values) == {"inventory": "inventory-api.fleet.svc.cluster.local:8000",
+                              "shipping": "shipping-api.other.svc.cluster.local:8000",
+                              "support": "support"}
     # The settings win over resolv.conf.
     settings.update(GATEWAY_RESOLVER="127.0.0.1:5353", GATEWAY_RESOLVER_VALID="2s")
     values = gw.template_values(settings, resolv_conf=resolv_conf)
@@ -268,7 +327,8 @@ def test_rendered_template_keeps_nginx_variables(run_dir: Path) -> None:
 def test_local_values_builds_every_variable(run_dir: Path) -> None:
     values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS, rate="5r/s", burst=7,
                              read_timeout="2s", worker_processes=2)
-    assert set(values) == DECLARED | SERVERS | {"GATEWAY_TRUSTED_PROXIES"}
+    assert set(values) == DECLARED | SERVERS | {"GATEWAY_SERVICES", "GATEWAY_TRUSTED_PROXIES"}
+    assert values["GATEWAY_SERVICES"] == "inventory shipping support"
     assert values["GATEWAY_LISTEN"] == "127.0.0.1:8080"
     assert values["GATEWAY_RATE"] == "5r/s"
     assert values["GATEWAY_BURST"] == "7"
@@ -282,7 +342,7 @@ def test_local_values_builds_every_variable(run_dir: Path) -> None:
         "server 127.0.0.1:8112 max_fails=1 fail_timeout=2s;"
     )
     assert values["SUPPORT_SERVERS"] == "server 127.0.0.1:8131 max_fails=1 fail_timeout=2s;"
-    assert values["SUPPORT_UPSTREAM"] == "support"
+    assert routes(values)["support"] == "support"
     assert values["GATEWAY_REAL_IP_FROM"] == ""  # nobody is trusted unless named
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == ""  # addresses need no resolver
 
@@ -294,9 +354,18 @@ def test_local_values_with_a_name_and_a_service_left_out(run_dir: Path) -> None:
                              resolv_conf=run_dir / "missing")
     # A name has no parameters: they belong to an upstream block.
     assert values["SHIPPING_SERVERS"] == "server shipping.test:8121;"
-    assert values["SHIPPING_UPSTREAM"] == "shipping.test:8121"
-    assert values["SUPPORT_SERVERS"] == values["SUPPORT_UPSTREAM"] == ""
+    assert values["SUPPORT_SERVERS"] == ""
+    assert routes(values) == {"inventory": "inventory", "shipping": "shipping.test:8121"}
     assert values["GATEWAY_RESOLVER_DIRECTIVE"] == "resolver 127.0.0.1:5353 valid=1s;"
+
+
+def test_local_values_route_the_services_given(run_dir: Path) -> None:
+    values = gw.local_values(run_dir, "8080", {"billing": ["127.0.0.1:8141"],
+                                               "inventory": ["127.0.0.1:8111"]})
+    assert values["GATEWAY_SERVICES"] == "billing inventory"
+    assert values["BILLING_SERVERS"] == "server 127.0.0.1:8141 max_fails=1 fail_timeout=2s;"
+    assert "SHIPPING_SERVERS" not in values
+    assert routes(values) == {"billing": "billing", "inventory": "inventory"}
 
 
 def test_local_values_renders_the_trusted_proxies(run_dir: Path) -> None:
@@ -331,8 +400,10 @@ def test_local_values_as_root_refuses_an_unreachable_run_dir(run_dir: Path) -> N
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"upstreams": {"inventory": ["a:1"], "shipping": ["b:1"]}}, "support"),
-        ({"upstreams": {**UPSTREAMS, "billing": ["c:1"]}}, "billing"),
+        ({"upstreams": {**UPSTREAMS, "Billing": ["c:1"]}}, "^GATEWAY_SERVICES is invalid: "
+                                                           "'Billing' is not a service name"),
+        ({"upstreams": {"in-ventory": ["c:1"]}}, "'in-ventory' is not a service name"),
+        ({"upstreams": {}}, "^GATEWAY_SERVICES is invalid: it names no service$"),
         ({"upstreams": {"inventory": [], "shipping": [], "support": []}}, "no service is routed"),
         ({"upstreams": {**UPSTREAMS, "support": ["1.2.3.4:5; evil"]}}, "support"),
         ({"upstreams": {**UPSTREAMS, "support": ["a.test:1", "b.test:1"]}}, "only server"),

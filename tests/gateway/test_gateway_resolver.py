@@ -4,7 +4,8 @@ A name is looked up while serving, through NGINX's resolver (here the ``dns`` fi
 on a loopback port, answers kept for 1 s), never once at start: a name that does not resolve
 yet does not stop the gateway, which answers a 502 problem for that prefix until it does; a
 name that moves to another address is followed without restarting NGINX. A service with no
-servers is not routed: its prefix answers the gateway's 404 problem.
+servers, like one the gateway is not given, is not routed: its prefix answers the gateway's
+404 problem.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway_harness import (
     entrypoint_env,
     free_port,
     http_request,
+    routes,
     wait_until_listening,
 )
 
@@ -158,14 +160,17 @@ def test_a_named_service_keeps_the_routing_contract(
     assert len(stub.requests) == 1
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["no-servers", "not-listed"])
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
 def test_a_service_left_out_is_not_routed(
-    start_gateway: StartGateway, upstream_stubs: dict[str, list[StubUpstream]], method: str
+    start_gateway: StartGateway, upstream_stubs: dict[str, list[StubUpstream]], method: str,
+    listed: bool,
 ) -> None:
+    # Left out either way: listed with no servers, or not listed at all.
     gateway = start_gateway({"inventory": local(upstream_stubs, "inventory"),
                              "shipping": local(upstream_stubs, "shipping"),
-                             "support": []})
-    assert gateway.values["SUPPORT_UPSTREAM"] == ""
+                             **({"support": []} if listed else {})})
+    assert list(routes(gateway.values)) == ["inventory", "shipping"]
     for path in ("/support/v1/tickets", "/support/", "/support", "/support/v1/tickets?x=1"):
         response = gateway.request(method, path, body=b"{}" if method == "POST" else None)
         problem = assert_problem(response, 404)
@@ -182,15 +187,19 @@ def test_the_images_entrypoint_starts_with_names_that_do_not_resolve(
     shell_name: str,
 ) -> None:
     """The container's path: the entrypoint renders and execs NGINX, which starts and serves
-    with a name that does not resolve yet and a service left out."""
+    with a name that does not resolve yet, a service left out, and a fourth service that no
+    file of the gateway names."""
     stub = upstream_stubs["inventory"][0]
+    billing = StubUpstream("billing")
     port = free_port()
     settings = {
         "GATEWAY_LISTEN": f"127.0.0.1:{port}", "GATEWAY_RATE": "1000r/s", "GATEWAY_BURST": "1000",
         "GATEWAY_READ_TIMEOUT": "5s", "GATEWAY_RUN_DIR": str(run_dir),
         "GATEWAY_ACCESS_LOG": str(run_dir / "access.log"),
         "GATEWAY_ERROR_LOG": str(run_dir / "error.log"), "GATEWAY_WORKER_PROCESSES": "1",
+        "GATEWAY_SERVICES": "inventory,shipping,support,billing",
         "INVENTORY_SERVERS": f"server inventory-api.fleet.test:{stub.port};",
+        "BILLING_SERVERS": f"server {billing.address} max_fails=1 fail_timeout=2s;",
         "SHIPPING_SERVERS": f"server {upstream_stubs['shipping'][0].address};",
         "SUPPORT_SERVERS": "", "GATEWAY_TRUSTED_PROXIES": "",
         "GATEWAY_RESOLVER": dns.address, "GATEWAY_RESOLVER_VALID": VALID,
@@ -210,6 +219,13 @@ def test_the_images_entrypoint_starts_with_names_that_do_not_resolve(
         assert get("/shipping/v1/shipments").status == 200
         assert_problem(get("/inventory/v1/products"), 502)
         assert_problem(get("/support/v1/tickets"), 404)
+        response = get("/billing/v1/invoices?limit=5")
+        assert response.json() == {"server": "billing", "method": "GET",
+                                   "path": "/v1/invoices?limit=5"}
+        assert billing.requests[0].headers["X-Forwarded-Prefix"] == "/billing"
+        assert_problem(get("/billing/metrics"), 404)
+        assert_problem(get("/payments/v1/x"), 404)  # a service it is not given
+        assert len(billing.requests) == 1
         dns.set("inventory-api.fleet.test", "127.0.0.1")
         response = wait_for(lambda: get("/inventory/v1/products"), lambda r: r.status == 200)
         assert response.json()["path"] == "/v1/products"
@@ -219,4 +235,5 @@ def test_the_images_entrypoint_starts_with_names_that_do_not_resolve(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=10)
+        billing.stop()
 

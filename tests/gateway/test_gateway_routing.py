@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from gateway_harness import Gateway, StubUpstream, assert_problem
+from gateway_harness import Gateway, StartGateway, StubUpstream, assert_problem, routes
 
 
 def all_requests(gateway: Gateway, service: str | None = None) -> list[str]:
@@ -103,6 +105,11 @@ def test_location_headers_are_mapped_under_the_prefix(
         "/inventory",
         "/shipping",
         "/inventoryx/v1/products",
+        "/Inventory/v1/products",  # service names are lower case
+        "/billing/v1/invoices",  # a service the gateway is not given
+        "/billing/",
+        "/billing",
+        "/in-ventory/v1/products",
         "/healthz/extra",
         "/_problem/404",
         "/_problem/502",
@@ -134,6 +141,7 @@ def test_unknown_paths_are_404_problems(gateway: Gateway, path: str) -> None:
         "/inventory/METRICS",
         "/inventory/metrics.txt",
         "/inventory/metrics;x=1",
+        "/billing/metrics",  # whatever the service
     ],
 )
 def test_internal_endpoints_are_not_exposed(gateway: Gateway, path: str) -> None:
@@ -175,3 +183,68 @@ def test_upstream_error_documents_pass_through(gateway: Gateway) -> None:
     response = gateway.get("/shipping/v1/shipments/123")
     assert response.status == 404
     assert response.json()["detail"] == "no such shipment"
+
+
+# --- a service added by configuration alone ----------------------------------------------
+
+
+@pytest.fixture
+def billing() -> Iterator[StubUpstream]:
+    """The api of a fourth service, one that no file of the gateway names."""
+    stub = StubUpstream("billing")
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def with_billing(start_gateway: StartGateway, upstream_stubs: dict[str, list[StubUpstream]],
+                 billing: StubUpstream) -> Gateway:
+    upstreams = {name: [s.address for s in group] for name, group in upstream_stubs.items()}
+    return start_gateway({**upstreams, "billing": [billing.address]})
+
+
+def test_a_fourth_service_is_routed_like_the_others(with_billing: Gateway,
+                                                    billing: StubUpstream) -> None:
+    assert routes(with_billing.values)["billing"] == "billing"
+    response = with_billing.get("/billing/v1/invoices/42?limit=5&cursor=a%2Fb",
+                                headers=[("Host", "api.fleet.test")])
+    assert response.status == 200
+    assert response.json() == {"server": "billing", "method": "GET",
+                               "path": "/v1/invoices/42?limit=5&cursor=a%2Fb"}
+    (recorded,) = billing.requests
+    assert recorded.version == "HTTP/1.1"
+    assert recorded.headers["X-Forwarded-Prefix"] == "/billing"
+    assert recorded.headers["X-Forwarded-Host"] == "api.fleet.test"
+    # The prefix is cut from the decoded path, which is escaped again.
+    assert with_billing.get("/billing/v1/a%0Ab").json()["path"] == "/v1/a%0Ab"
+    # Nothing went anywhere else.
+    assert all_requests(with_billing) == []
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("/v1/invoices/INV-1", "/billing/v1/invoices/INV-1"),
+        ("http://api.fleet.test/v1/invoices/INV-1",
+         "http://api.fleet.test/billing/v1/invoices/INV-1"),
+        ("/billing/v1/invoices/INV-1", "/billing/v1/invoices/INV-1"),
+    ],
+)
+def test_a_fourth_services_locations_are_mapped_under_its_prefix(
+    with_billing: Gateway, billing: StubUpstream, location: str, expected: str
+) -> None:
+    billing.behaviour.status = 201
+    billing.behaviour.headers = [("Location", location)]
+    response = with_billing.request("POST", "/billing/v1/invoices", body=b"{}")
+    assert response.status == 201
+    assert response.header("Location") == expected
+
+
+@pytest.mark.parametrize("path", ["/billing", "/billing/metrics", "/billing/readyz?x=1",
+                                  "/billing/v1/../livez", "/billing/%6Detrics", "/billing/METRICS"])
+def test_a_fourth_services_root_and_internal_endpoints_are_404s(
+    with_billing: Gateway, billing: StubUpstream, path: str
+) -> None:
+    # A bare "/billing" is the 404 problem, not NGINX's HTML 301 to "/billing/".
+    assert_problem(with_billing.get(path), 404)
+    assert billing.requests == []

@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from fleet_tools.config import installed_service_names
+from fleet_tools import registry
 
 #: Series Prometheus itself or kube-state-metrics provide (kube-prometheus-stack installs the
 #: latter); the alerts and the dashboard read these and nothing else from outside Fleet.
@@ -65,7 +65,7 @@ def fleet_metric_names() -> set[str]:
     """Every sample name an api or worker process of any installed service can export."""
     from fleet_shared.http.metrics import RequestMetrics
 
-    for package in ("fleet_shared", *installed_service_names()):
+    for package in ("fleet_shared", *registry.names()):
         for module in _modules_using_prometheus(package):
             importlib.import_module(module)
     http = CollectorRegistry()

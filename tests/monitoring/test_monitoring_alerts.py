@@ -99,9 +99,9 @@ def test_runbooks_link_only_to_pages_that_exist() -> None:
 
 
 def test_the_service_list_in_the_rules_is_the_fleets() -> None:
-    from fleet_tools.config import installed_service_names
+    from fleet_tools import registry
 
-    services = "(" + "|".join(installed_service_names()) + ")"
+    services = "(" + "|".join(registry.names()) + ")"
     for alert in alerts(source_rule()):
         for listed in re.findall(r"\((?:[a-z]+\|)+[a-z]+\)", alert["expr"]):
             if listed not in ("(api|worker)",):

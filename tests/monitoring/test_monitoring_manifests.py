@@ -14,6 +14,7 @@ import pytest
 import yaml
 from deploy.support import (
     HELM_SCENARIOS,
+    SERVICES,
     build_chart_tree,
     by_kind,
     helm_objects,
@@ -226,7 +227,8 @@ def test_the_podmonitors_select_every_api_and_worker_pod_and_nothing_else(
                 scraped += 1
             else:
                 assert not selecting, f"{name}: {workload['kind']}/{workload['metadata']['name']}"
-        assert scraped == (2 if name == "helm:inventory-defaults" else 6), name
+        # api and worker of one service alone, or of every service.
+        assert scraped == (2 if name == "helm:inventory-defaults" else 2 * len(SERVICES)), name
 
 
 def test_the_adapter_window_spans_four_scrapes(helm_monitoring: dict[str, Objects],

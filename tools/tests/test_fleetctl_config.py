@@ -125,9 +125,13 @@ def test_defaults_put_the_run_dir_in_the_repository() -> None:
      "port 65609"),
     ({"FLEET_PORT_BASE": "80"}, "FLEET_PORT_BASE='80' is invalid"),
     ({"FLEET_SERVICES": "billing"}, "FLEET_SERVICES names 'billing', which is not installed"),
-    ({"FLEET_BROKER_URL": "http://x"}, "FLEET_BROKER_URL is invalid"),
-    ({"FLEET_PG_ADMIN_URL": "mysql://x/y"}, "FLEET_PG_ADMIN_URL is invalid"),
-    ({"FLEET_JWT_SECRET": "short"}, "FLEET_JWT_SECRET is invalid"),
+    ({"FLEET_BROKER_URL": "http://x"},
+     "FLEET_BROKER_URL=<hidden> is invalid: must be a amqp/amqps URL with a host"),
+    ({"FLEET_PG_ADMIN_URL": "mysql://x/y"}, "FLEET_PG_ADMIN_URL=<hidden> is invalid"),
+    ({"FLEET_JWT_SECRET": "short"},
+     "FLEET_JWT_SECRET=<hidden> is invalid: must be at least 32 bytes"),
+    ({"FLEET_READY_TIMEOUT": "soon"}, "FLEET_READY_TIMEOUT='soon' is invalid"),
+    ({"FLEET_GATEWAY_PORT": "0"}, "FLEET_GATEWAY_PORT='0' is invalid: must be between 1 and"),
     ({"FLEET_DB_PREFIX": "Bad-Prefix"}, "FLEET_DB_PREFIX='Bad-Prefix' is invalid"),
 ])
 def test_a_bad_setting_is_named_in_one_line(env: dict[str, str], message: str) -> None:

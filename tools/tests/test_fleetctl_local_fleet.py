@@ -10,10 +10,10 @@ import jwt
 import pytest
 
 from fleet_shared.fleetctl.cli import main
-from fleet_shared.fleetctl.tokens import development_default
+from fleet_shared.settings import FleetSettings
 from fleet_tools.state import write_state
 
-DEV_SECRET = development_default("JWT_SECRET")
+DEV_SECRET = str(next(d.development for d in FleetSettings.declared() if d.name == "JWT_SECRET"))
 
 
 @pytest.fixture()

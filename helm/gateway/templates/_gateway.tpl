@@ -2,10 +2,14 @@
 The "server ...;" lines of one service: (list $ "<service>"). Entries are rendered with `tpl`.
 A host name is looked up by the gateway while serving, as its service's only server, so it
 cannot share the list (the image refuses that too; failing here says so before the install).
+A service in `services` without `upstreams` would stop the gateway's start: say so now.
 */}}
 {{- define "gateway.servers" -}}
 {{- $root := index . 0 }}
 {{- $service := index . 1 }}
+{{- if not (hasKey $root.Values.upstreams $service) }}
+{{- fail (printf "services lists %s, but upstreams.%s is not set: give its api's host:port (e.g. upstreams.%s: [\"%s-api:8000\"])" $service $service $service $service) }}
+{{- end }}
 {{- $entries := index $root.Values.upstreams $service }}
 {{- $lines := list }}
 {{- range $entries }}
@@ -23,10 +27,11 @@ cannot share the list (the image refuses that too; failing here says so before t
 {{- end }}
 
 {{/*
-The gateway's settings (gateway/entrypoint.sh). Every <SVC>_SERVERS is set: a service not in
-`services` gets an empty one, which the gateway answers with its 404 problem. The resolver
-settings appear only when given; the image's entrypoint otherwise takes the pod's nameserver
-from /etc/resolv.conf and answers valid for 10 s.
+The gateway's settings (gateway/entrypoint.sh): GATEWAY_SERVICES lists `services`, and each of
+them gets its <SERVICE>_SERVERS; a service not listed is not routed (the gateway answers its
+prefix with the 404 problem). The resolver settings appear only when given; the image's
+entrypoint otherwise takes the pod's nameserver from /etc/resolv.conf and answers valid for
+10 s.
 */}}
 {{- define "gateway.configData" -}}
 GATEWAY_LISTEN: {{ .Values.port | quote }}
@@ -36,12 +41,9 @@ GATEWAY_ERROR_LOG: "stderr"
 {{- range $name, $value := .Values.config }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
-{{- range $service := list "inventory" "shipping" "support" }}
-{{- if has $service $.Values.services }}
+GATEWAY_SERVICES: {{ join " " .Values.services | quote }}
+{{- range $service := .Values.services }}
 {{ upper $service }}_SERVERS: {{ include "gateway.servers" (list $ $service) | quote }}
-{{- else }}
-{{ upper $service }}_SERVERS: ""
-{{- end }}
 {{- end }}
 {{- /* Always set, empty included, so the ConfigMap says who is trusted. The image's entrypoint
   checks every entry (values.schema.json only checks their shape) and refuses to start on a

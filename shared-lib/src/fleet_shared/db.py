@@ -53,7 +53,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from fleet_shared.settings import common_settings, load_settings
+from fleet_shared.settings import DatabaseSettings, FleetSettings, defaults
 
 if TYPE_CHECKING:
     from fleet_shared.events.envelope import Event
@@ -75,18 +75,21 @@ def engine_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme.startswith("postgresql") else database_url
 
 
+_DEFAULTS = defaults(DatabaseSettings)
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Bounds on every database connection, in seconds (settings DB_*_TIMEOUT)."""
 
-    connect: float = 5.0
-    statement: float = 30.0
-    lock: float = 5.0
+    connect: float = _DEFAULTS.db_connect_timeout
+    statement: float = _DEFAULTS.db_statement_timeout
+    lock: float = _DEFAULTS.db_lock_timeout
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Timeouts:
-        return cls(settings["DB_CONNECT_TIMEOUT"], settings["DB_STATEMENT_TIMEOUT"],
-                   settings["DB_LOCK_TIMEOUT"])
+    def from_settings(cls, settings: DatabaseSettings) -> Timeouts:
+        return cls(settings.db_connect_timeout, settings.db_statement_timeout,
+                   settings.db_lock_timeout)
 
     def connect_args(self, pgbouncer: bool = False) -> dict[str, Any]:
         """psycopg connection parameters.
@@ -129,33 +132,31 @@ class PoolSizes:
     """How many connections one process holds at most (settings DB_POOL_SIZE,
     DB_MAX_OVERFLOW, DB_READ_POOL_SIZE)."""
 
-    engine: int = 5
-    overflow: int = 0
-    read: int = 5
+    engine: int = _DEFAULTS.db_pool_size
+    overflow: int = _DEFAULTS.db_max_overflow
+    read: int = _DEFAULTS.db_read_pool_size
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> PoolSizes:
-        """From parsed settings, or from the raw environment a deployment gives a container;
-        a size left out takes its declared default."""
-        names = ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_READ_POOL_SIZE")
-        given = {name: str(settings[name]) for name in names if settings.get(name) is not None}
-        parsed = load_settings([s for s in common_settings("any") if s.name in names], given)
-        return cls(parsed["DB_POOL_SIZE"], parsed["DB_MAX_OVERFLOW"], parsed["DB_READ_POOL_SIZE"])
+    def from_settings(cls, settings: DatabaseSettings) -> PoolSizes:
+        return cls(settings.db_pool_size, settings.db_max_overflow, settings.db_read_pool_size)
 
     @property
     def maximum(self) -> int:
         return self.engine + self.overflow + self.read
 
 
-def max_connections(settings: Mapping[str, Any]) -> int:
+def max_connections(settings: DatabaseSettings) -> int:
     """The most PostgreSQL (or PgBouncer) connections one api or worker process opens:
     DB_POOL_SIZE + DB_MAX_OVERFLOW + DB_READ_POOL_SIZE. An api pod runs WEB_CONCURRENCY such
-    processes (gunicorn's master holds none); a worker pod runs one."""
+    processes (gunicorn's master holds none); a worker pod runs one. (A container's raw
+    environment: ``max_connections(DatabaseSettings.load(environ))``.)"""
     return PoolSizes.from_settings(settings).maximum
 
 
-def make_engine(database_url: str, pool_size: int = 5, timeouts: Timeouts | None = None,
-                *, max_overflow: int = 0, pgbouncer: bool = False, **kwargs: Any) -> Engine:
+def make_engine(database_url: str, pool_size: int = _DEFAULTS.db_pool_size,
+                timeouts: Timeouts | None = None,
+                *, max_overflow: int = _DEFAULTS.db_max_overflow,
+                pgbouncer: bool = _DEFAULTS.db_pgbouncer, **kwargs: Any) -> Engine:
     timeouts = timeouts or Timeouts()
     engine = create_engine(
         engine_url(database_url),
@@ -332,9 +333,11 @@ class Database:
     multi-statement query, which PostgreSQL runs as one implicit transaction.
     """
 
-    def __init__(self, database_url: str, pool_size: int = 5,
-                 timeouts: Timeouts | None = None, *, max_overflow: int = 0,
-                 read_pool_size: int | None = None, pgbouncer: bool = False) -> None:
+    def __init__(self, database_url: str, pool_size: int = _DEFAULTS.db_pool_size,
+                 timeouts: Timeouts | None = None, *,
+                 max_overflow: int = _DEFAULTS.db_max_overflow,
+                 read_pool_size: int | None = None,
+                 pgbouncer: bool = _DEFAULTS.db_pgbouncer) -> None:
         timeouts = timeouts or Timeouts()
         self.engine = make_engine(database_url, pool_size, timeouts, max_overflow=max_overflow,
                                   pgbouncer=pgbouncer)
@@ -350,11 +353,10 @@ class Database:
         )
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Database:
-        return cls(settings["DATABASE_URL"], settings["DB_POOL_SIZE"],
-                   Timeouts.from_settings(settings), max_overflow=settings["DB_MAX_OVERFLOW"],
-                   read_pool_size=settings["DB_READ_POOL_SIZE"],
-                   pgbouncer=settings["DB_PGBOUNCER"])
+    def from_settings(cls, settings: FleetSettings) -> Database:
+        return cls(settings.database_url.get_secret_value(), settings.db_pool_size,
+                   Timeouts.from_settings(settings), max_overflow=settings.db_max_overflow,
+                   read_pool_size=settings.db_read_pool_size, pgbouncer=settings.db_pgbouncer)
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read-only statement (psycopg `%(name)s` parameters) outside a transaction."""

@@ -1,4 +1,12 @@
-"""gunicorn settings for every service api, read from the same environment as the app."""
+"""gunicorn settings for every service api, read from the same environment as the app.
+
+The master loads `ProcessSettings`, the part of every service's model that says how a
+process runs (listen address, workers, threads, graceful timeout): the same defaults, the same
+``<NAME>_FILE`` files and the same one-line error as the app. Not the service's whole model:
+this module serves every service and knows none of their subclasses, and the master only binds
+the socket and forks, so it has no use for the database URL or the JWT keys. The whole model is
+loaded by ``<svc> api`` before it starts gunicorn, and again by each worker as it builds the app.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,20 @@ from gunicorn import glogging
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from fleet_shared.logs import JsonFormatter
+from fleet_shared.settings import ConfigError, ProcessSettings, exit_on_config_error
 
-bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+try:
+    _settings = ProcessSettings.load()
+except ConfigError as error:
+    # SystemExit passes through gunicorn's config loader, which would print a traceback for
+    # any other exception.
+    exit_on_config_error(error)
+
+bind = f"{_settings.bind_host}:{_settings.port}"
+workers = _settings.web_concurrency
+threads = _settings.gunicorn_threads
 worker_class = "gthread" if threads > 1 else "sync"
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+graceful_timeout = _settings.graceful_timeout
 timeout = 30
 # Longer than the gateway's upstream keepalive, so the gateway closes idle connections first.
 keepalive = 75
@@ -36,7 +52,10 @@ class JsonLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        formatter = JsonFormatter(os.environ.get("FLEET_SERVICE", "fleet"), "gunicorn")
+        # `<svc> api` names the process after the service (--name); without a name gunicorn
+        # uses the app ("inventory.app:create_app()"), which starts with it too.
+        service = str(cfg.proc_name).partition(".")[0]
+        formatter = JsonFormatter(service, "gunicorn")
         for handler in self.error_log.handlers:
             handler.setFormatter(formatter)
 
@@ -47,7 +66,7 @@ logger_class = JsonLogger
 def on_starting(server: Any) -> None:
     # Metrics files of a previous run would be summed into this one's. Only prometheus_client's
     # own files are removed: the directory may be shared (/dev/shm) with other programs.
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = _settings.prometheus_multiproc_dir
     if directory:
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, "*.db")):
@@ -55,7 +74,7 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _settings.prometheus_multiproc_dir:
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,13 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError
 
 from fleet_shared.db import engine_url
-from fleet_shared.settings import ConfigError
+from fleet_shared.settings import (
+    ConfigError,
+    DatabaseSettings,
+    FleetSettings,
+    defaults,
+    format_duration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +50,6 @@ _LOCK_ATTRIBUTE = "fleet.migration_lock"
 
 class MigrationError(Exception):
     """The migration did not run, or stopped part way; the message says why, on one line."""
-
-
-def _duration(seconds: float) -> str:
-    """Seconds as the settings write them: 5m, 10s, 250ms."""
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    if seconds >= 1 and seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{round(seconds * 1000)}ms"
 
 
 def lock_key(service: str) -> int:
@@ -68,29 +64,30 @@ class MigrationLock:
     """Who waits how long (settings MIGRATION_LOCK_WAIT and MIGRATION_LOCK_TIMEOUT)."""
 
     service: str
-    wait: float = 300.0  # for another migration of the service to finish
-    lock_timeout: float = 10.0  # for a table lock, in each statement
+    # For another migration of the service to finish.
+    wait: float = defaults(DatabaseSettings).migration_lock_wait
+    # For a table lock, in each statement.
+    lock_timeout: float = defaults(DatabaseSettings).migration_lock_timeout
 
     @classmethod
-    def from_settings(cls, service: str, settings: Mapping[str, Any]) -> MigrationLock:
-        return cls(service, settings["MIGRATION_LOCK_WAIT"], settings["MIGRATION_LOCK_TIMEOUT"])
+    def from_settings(cls, service: str, settings: DatabaseSettings) -> MigrationLock:
+        return cls(service, settings.migration_lock_wait, settings.migration_lock_timeout)
 
     @property
     def key(self) -> int:
         return lock_key(self.service)
 
 
-def database_url(settings: Mapping[str, Any]) -> str:
+def database_url(settings: FleetSettings) -> str:
     """Where migrations connect: MIGRATION_DATABASE_URL, else DATABASE_URL, which must then
     lead straight to PostgreSQL (ConfigError when DB_PGBOUNCER says it does not)."""
-    direct = settings.get("MIGRATION_DATABASE_URL")
-    if direct:
-        return str(direct)
-    if settings.get("DB_PGBOUNCER"):
+    if settings.migration_database_url is not None:
+        return settings.migration_database_url.get_secret_value()
+    if settings.db_pgbouncer:
         raise ConfigError("MIGRATION_DATABASE_URL is required when DB_PGBOUNCER=true: the "
                           "migration lock lives in the session, which PgBouncer's transaction "
                           "pooling does not keep")
-    return str(settings["DATABASE_URL"])
+    return settings.database_url.get_secret_value()
 
 
 def timestamp_column(name: str) -> sa.Column:  # type: ignore[type-arg]
@@ -235,8 +232,8 @@ def run_env() -> None:
                     raise
                 statement = " ".join(str(exc.statement or "").split())[:160]
                 raise MigrationError(
-                    f"{lock.service}: a migration step waited longer than "
-                    f"MIGRATION_LOCK_TIMEOUT ({_duration(lock.lock_timeout)}) for a lock another "
+                    f"{lock.service}: a migration step waited longer than MIGRATION_LOCK_TIMEOUT "
+                    f"({format_duration(lock.lock_timeout)}) for a lock another "
                     f"transaction holds, and was rolled back (the steps before it stay applied); "
                     f"run the migration again once that transaction ends: {statement}") from exc
             finally:
@@ -265,7 +262,7 @@ def _take_lock(connection: sa.Connection, lock: MigrationLock) -> None:
             f"AND classid = {(lock.key >> 32) & 0xFFFFFFFF} "
             f"AND objid = {lock.key & 0xFFFFFFFF} AND objsubid = 1").scalar()
         log.info("another migration of %s is running (server pid %s); waiting up to %s",
-                 lock.service, holder, _duration(lock.wait))
+                 lock.service, holder, format_duration(lock.wait))
         try:
             connection.exec_driver_sql(f"SELECT pg_advisory_lock({lock.key})")
         except DBAPIError as exc:
@@ -274,7 +271,7 @@ def _take_lock(connection: sa.Connection, lock: MigrationLock) -> None:
             raise MigrationError(
                 f"{lock.service}: another migration of this database (server pid {holder}) "
                 f"held the migration lock for longer than MIGRATION_LOCK_WAIT "
-                f"({_duration(lock.wait)}); nothing was migrated: run it again once that one "
+                f"({format_duration(lock.wait)}); nothing was migrated: run it again once that one "
                 f"is done") from exc
         log.info("the other migration of %s is done; migrating", lock.service)
     connection.exec_driver_sql(f"SET lock_timeout = {_milliseconds(lock.lock_timeout)}")

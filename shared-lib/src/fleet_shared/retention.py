@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from fleet_shared.db import Database
+from fleet_shared.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,15 @@ OLDEST = Gauge("fleet_retained_oldest_age_seconds", "Age of the oldest row in th
 @dataclass(frozen=True)
 class Retained:
     table: str
-    setting: str  # the retention setting
+    setting: str  # the DatabaseSettings field that says how long rows are kept
     key: str  # the column rows are picked by, oldest first
     prunable: str  # SQL condition on `cutoff`
     oldest: str  # SQL for the oldest row's timestamp (an index or the primary key's start)
+
+    def __post_init__(self) -> None:
+        # Checked when the table is declared (at import), not at the first pruning pass.
+        if self.setting not in DatabaseSettings.model_fields:
+            raise ValueError(f"{self.table}: {self.setting!r} is not a database setting")
 
     def prune_sql(self) -> str:
         return (f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
@@ -62,16 +68,16 @@ class Retained:
 
 TABLES = (
     # Outbox ids grow with time, so the oldest sent rows come first in primary-key order.
-    Retained("outbox", "OUTBOX_RETENTION", "id", "sent_at < %(cutoff)s",
+    Retained("outbox", "outbox_retention", "id", "sent_at < %(cutoff)s",
              "SELECT created_at FROM outbox ORDER BY id LIMIT 1"),
-    Retained("inbox", "INBOX_RETENTION", "received_at", "received_at < %(cutoff)s",
+    Retained("inbox", "inbox_retention", "received_at", "received_at < %(cutoff)s",
              "SELECT min(received_at) FROM inbox"),
-    Retained("idempotency_keys", "IDEMPOTENCY_RETENTION", "created_at",
+    Retained("idempotency_keys", "idempotency_retention", "created_at",
              "created_at < %(cutoff)s", "SELECT min(created_at) FROM idempotency_keys"),
 )
 
 
-def prune(db: Database, settings: Mapping[str, Any], budget: float = PASS_BUDGET,
+def prune(db: Database, settings: DatabaseSettings, budget: float = PASS_BUDGET,
           tables: Sequence[Retained] = TABLES) -> dict[str, int]:
     """One pass over every table; returns how many rows each lost."""
     removed = {}
@@ -80,7 +86,7 @@ def prune(db: Database, settings: Mapping[str, Any], budget: float = PASS_BUDGET
     with db.read_pool.connection() as conn:  # autocommit: each DELETE is its own transaction
         for table in tables:
             [row] = db.run(conn, "SELECT now() - make_interval(secs => %(seconds)s) AS cutoff",
-                           {"seconds": settings[table.setting]}).fetchall()
+                           {"seconds": getattr(settings, table.setting)}).fetchall()
             cutoff = row["cutoff"]
             removed[table.table] = 0
             while time.monotonic() < deadline:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -31,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from fleet_shared.db import Database
 from fleet_shared.events.consumer import Consumer
 from fleet_shared.events.relay import OutboxRelay
+from fleet_shared.settings import ProcessSettings, defaults
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,10 @@ class Scheduler:
                     log.exception("periodic task failed to close", extra={"task": task.name})
 
 
-def _metrics_registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def _metrics_registry(multiprocess: bool) -> CollectorRegistry:
+    """The registry /metrics serves: with PROMETHEUS_MULTIPROC_DIR set, prometheus_client
+    writes every value to files there, and only a MultiProcessCollector reads them back."""
+    if multiprocess:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
@@ -95,9 +97,10 @@ class HealthServer:
     """`/livez`, `/readyz` and `/metrics` for the worker on its own port."""
 
     def __init__(self, port: int, ready: Callable[[], dict[str, bool]],
-                 host: str = "0.0.0.0",
-                 alive: Callable[[], dict[str, bool]] = lambda: {}) -> None:
-        registry = _metrics_registry()
+                 host: str = defaults(ProcessSettings).bind_host,
+                 alive: Callable[[], dict[str, bool]] = lambda: {},
+                 multiprocess_metrics: bool = False) -> None:
+        registry = _metrics_registry(multiprocess_metrics)
 
         def answer(checks: dict[str, bool]) -> tuple[int, bytes]:
             ok = all(checks.values())
@@ -148,9 +151,10 @@ class Worker:
         relay: OutboxRelay,
         consumer: Consumer | None,
         health_port: int | None,
-        graceful_timeout: float = 20.0,
-        bind_host: str = "0.0.0.0",
+        graceful_timeout: float = defaults(ProcessSettings).graceful_timeout,
+        bind_host: str = defaults(ProcessSettings).bind_host,
         tasks: Sequence[PeriodicTask] = (),
+        multiprocess_metrics: bool = False,  # PROMETHEUS_MULTIPROC_DIR is set
     ) -> None:
         self.db = db
         self.relay = relay
@@ -160,8 +164,8 @@ class Worker:
         self.graceful_timeout = graceful_timeout
         self.failed: str | None = None  # why the worker gave up, once it has
         self._threads: dict[str, threading.Thread] = {}
-        self.health = HealthServer(health_port, self.checks, bind_host, self.liveness) \
-            if health_port else None
+        self.health = HealthServer(health_port, self.checks, bind_host, self.liveness,
+                                   multiprocess_metrics) if health_port else None
 
     def _loops(self) -> dict[str, tuple[Callable[[threading.Event], None], Callable[[], float]]]:
         """Each thread's body and how to read its last heartbeat."""

@@ -65,8 +65,9 @@ def test_fleet_tools_adds_the_local_fleet_and_extends_the_in_pod_commands() -> N
 
     installed = installed_commands()
     # The added commands first, then the built-ins in their own order.
-    assert sorted(list(installed)[:4]) == ["down", "restart", "supervise", "up"]
-    assert list(installed)[4:] == list(BUILTIN)
+    added = ["down", "new-service", "registry", "restart", "supervise", "up"]
+    assert sorted(list(installed)[:len(added)]) == added
+    assert list(installed)[len(added):] == list(BUILTIN)
     assert installed["up"] is commands.UP and installed["supervise"].help is None
     assert (installed["status"], installed["migrate"], installed["token"]) == \
         (commands.STATUS, commands.MIGRATE, commands.TOKEN)

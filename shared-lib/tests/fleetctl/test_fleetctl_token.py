@@ -11,10 +11,10 @@ import jwt
 import pytest
 
 from fleet_shared.fleetctl.cli import main
-from fleet_shared.fleetctl.tokens import development_default
 from fleet_shared.http.auth import ClaimRules, StaticKeys, TokenVerifier
+from fleet_shared.settings import FleetSettings
 
-DEV_SECRET = development_default("JWT_SECRET")
+DEV_SECRET = str(next(d.development for d in FleetSettings.declared() if d.name == "JWT_SECRET"))
 
 
 @pytest.fixture()

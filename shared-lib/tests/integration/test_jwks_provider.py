@@ -22,7 +22,7 @@ from fleet_shared.http import jwks
 from fleet_shared.http.app import create_service_app
 from fleet_shared.http.auth import mint_token
 from fleet_shared.http.resources import ProblemApi, operation
-from fleet_shared.settings import common_settings
+from fleet_shared.settings import FleetSettings
 
 pytestmark = pytest.mark.integration
 ISSUER = "https://idp.test/realms/fleet"
@@ -107,7 +107,8 @@ def make_app(url: str, **settings: str) -> Flask:
               "BROKER_URL": "amqp://u:p@127.0.0.1:1/%2F", "JWT_ALGORITHM": "RS256",
               "JWT_JWKS_URL": url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE,
               "JWT_JWKS_TIMEOUT": "2s", "METRICS_ENABLED": "false", **settings}
-    return create_service_app("demo", "Demo", common_settings("demo"), register, config)
+    return create_service_app("demo", "Demo",
+                              FleetSettings.load(overrides=config, service="demo"), register)
 
 
 def bearer(key: rsa.RSAPrivateKey, kid: str, sub: str = "ann") -> dict[str, str]:

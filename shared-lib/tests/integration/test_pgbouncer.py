@@ -54,7 +54,7 @@ def test_a_service_api_reads_and_writes_through_pgbouncer(
                       "DB_PGBOUNCER": "true", "BROKER_URL": broker_url,
                       "JWT_SECRET": JWT_SECRET})
     auth = {"Authorization": f"Bearer {token('inventory:read inventory:write')}"}
-    threads = app.extensions["fleet"].settings["GUNICORN_THREADS"]
+    threads = app.extensions["fleet"].settings.gunicorn_threads
     failures: list[str] = []
 
     def check(response: Any, status: int) -> Any:

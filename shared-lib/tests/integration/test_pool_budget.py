@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import text
 
 from fleet_shared.db import Database, max_connections
-from fleet_shared.settings import common_settings, load_settings
+from fleet_shared.settings import FleetSettings
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_busy_process_holds_at_most_its_budget(make_database: Callable[[str], str]) -> None:
     url = make_database("budget")
-    settings = load_settings(common_settings("budget"), {
+    settings = FleetSettings.load({
         "DATABASE_URL": url, "BROKER_URL": "amqp://u:p@mq/", "JWT_SECRET": "b" * 32,
         "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "1", "DB_READ_POOL_SIZE": "2"})
     budget = max_connections(settings)

@@ -12,12 +12,11 @@ from sqlalchemy import text
 
 from fleet_shared import retention
 from fleet_shared.db import CONTENTION, FAILURE, Database, Timeouts, error_kind
-from fleet_shared.settings import common_settings, load_settings
+from fleet_shared.settings import DatabaseSettings
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = load_settings(common_settings("test"), {
-    "DATABASE_URL": "postgresql://x@h/db", "BROKER_URL": "amqp://x@h/", "JWT_SECRET": "s" * 32,
+SETTINGS = DatabaseSettings.load({
     "OUTBOX_RETENTION": "1h", "INBOX_RETENTION": "7d", "IDEMPOTENCY_RETENTION": "24h"})
 
 

@@ -11,24 +11,23 @@ import pytest
 
 from fleet_shared import migrations
 from fleet_shared.db import PoolSizes, Timeouts, max_connections
-from fleet_shared.settings import ConfigError, common_settings, load_settings
+from fleet_shared.settings import ConfigError, DatabaseSettings, FleetSettings
 
 PROD = {"DATABASE_URL": "postgresql://u:p@db:5432/x", "BROKER_URL": "amqp://u:p@mq:5672/%2F",
         "JWT_SECRET": "s" * 32}
 
 
-def settings(**env: str) -> dict[str, object]:
-    return dict(load_settings(common_settings("inventory"), {**PROD, **env}))
+def settings(**env: str) -> FleetSettings:
+    return FleetSettings.load({**PROD, **env}, service="inventory")
 
 
 def test_by_default_a_process_holds_at_most_ten_connections() -> None:
     loaded = settings()
-    assert (loaded["DB_POOL_SIZE"], loaded["DB_MAX_OVERFLOW"], loaded["DB_READ_POOL_SIZE"]) \
-        == (5, 0, 5)
+    assert (loaded.db_pool_size, loaded.db_max_overflow, loaded.db_read_pool_size) == (5, 0, 5)
     assert max_connections(loaded) == 10
     # Each api request thread holds at most one engine and one read connection at a time.
-    assert loaded["DB_POOL_SIZE"] >= loaded["GUNICORN_THREADS"]  # type: ignore[operator]
-    assert loaded["DB_READ_POOL_SIZE"] >= loaded["GUNICORN_THREADS"]  # type: ignore[operator]
+    assert loaded.db_pool_size >= loaded.gunicorn_threads
+    assert loaded.db_read_pool_size >= loaded.gunicorn_threads
 
 
 def test_the_maximum_adds_the_engine_pool_its_overflow_and_the_read_pool() -> None:
@@ -37,10 +36,13 @@ def test_the_maximum_adds_the_engine_pool_its_overflow_and_the_read_pool() -> No
 
 
 def test_the_maximum_reads_a_container_environment_as_given() -> None:
-    """What a chart renders (strings, most sizes left to their defaults) gives the same sum."""
-    assert max_connections({"DB_POOL_SIZE": "8"}) == 13
-    assert max_connections({}) == 10
-    assert PoolSizes.from_settings({"DB_MAX_OVERFLOW": 3}) == PoolSizes(5, 3, 5)
+    """What a chart renders (strings, most sizes left to their defaults, no secrets) gives
+    the same sum."""
+    assert max_connections(DatabaseSettings.load({"DB_POOL_SIZE": "8"})) == 13
+    assert max_connections(DatabaseSettings.load({})) == 10
+    assert PoolSizes.from_settings(DatabaseSettings.load({"DB_MAX_OVERFLOW": "3"})) \
+        == PoolSizes(5, 3, 5)
+    assert PoolSizes() == PoolSizes.from_settings(DatabaseSettings.load({}))
 
 
 @pytest.mark.parametrize(("name", "value"), [("DB_MAX_OVERFLOW", "-1"),
@@ -50,7 +52,7 @@ def test_a_malformed_pool_size_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"^{name}='{value}' is invalid"):
         settings(**{name: value})
     with pytest.raises(ConfigError, match=f"^{name}='{value}' is invalid"):
-        max_connections({name: value})
+        max_connections(DatabaseSettings.load({name: value}))
 
 
 def test_straight_to_postgresql_the_timeouts_ride_in_the_startup_packet() -> None:
@@ -68,8 +70,8 @@ def test_through_pgbouncer_nothing_is_prepared_and_no_startup_option_is_sent() -
 
 
 def test_the_pgbouncer_setting_is_a_flag() -> None:
-    assert settings()["DB_PGBOUNCER"] is False
-    assert settings(DB_PGBOUNCER="true")["DB_PGBOUNCER"] is True
+    assert settings().db_pgbouncer is False
+    assert settings(DB_PGBOUNCER="true").db_pgbouncer is True
     with pytest.raises(ConfigError, match="^DB_PGBOUNCER='yes' is invalid: must be true or"):
         settings(DB_PGBOUNCER="yes")
 

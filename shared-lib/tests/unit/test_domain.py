@@ -89,7 +89,7 @@ def demo() -> Iterator[tuple[Any, list[Any]]]:
 
     from fleet_shared.http.app import create_service_app
     from fleet_shared.http.resources import ProblemApi, operation
-    from fleet_shared.settings import common_settings
+    from fleet_shared.settings import FleetSettings
 
     seen: list[Any] = []
 
@@ -108,8 +108,8 @@ def demo() -> Iterator[tuple[Any, list[Any]]]:
         api.add_resource(Refusal, "/refusals/<string:name>")
         api.add_resource(Conditional, "/conditional")
 
-    app = create_service_app("demo", "Demo", common_settings("demo"), register,
-                             {"FLEET_ENV": "development"})
+    settings = FleetSettings.load(overrides={"FLEET_ENV": "development"}, service="demo")
+    app = create_service_app("demo", "Demo", settings, register)
     yield app.test_client(), seen
     app.extensions["fleet"].db.dispose()
 

@@ -14,9 +14,12 @@ from fleet_shared.http.jwks import JwksKeys
 from fleet_shared.settings import (
     DEVELOPMENT_JWT_SECRET,
     ConfigError,
-    common_settings,
+    DatabaseSettings,
+    EventSettings,
+    FleetSettings,
+    JwtSettings,
+    ProcessSettings,
     is_well_known_secret,
-    load_settings,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -32,27 +35,27 @@ def pem(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def load(env: dict[str, str]) -> dict[str, object]:
-    return dict(load_settings(common_settings("inventory"), env))
+def load(env: dict[str, str]) -> FleetSettings:
+    return FleetSettings.load(env, service="inventory")
 
 
 def test_defaults() -> None:
     settings = load(PROD)
-    assert settings["JWT_ALGORITHM"] == "HS256"
-    assert settings["JWT_LEEWAY"] == 30
-    assert settings["JWT_JWKS_REFRESH"] == 300
-    assert settings["JWT_JWKS_CACHE"] == 3600
-    assert settings["JWT_JWKS_TIMEOUT"] == 5
-    assert settings["JWT_AUDIENCE"] is None and settings["JWT_ISSUER"] is None
-    assert settings["JWT_PREVIOUS_SECRET"] is None
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.jwt_leeway == 30
+    assert settings.jwt_jwks_refresh == 300
+    assert settings.jwt_jwks_cache == 3600
+    assert settings.jwt_jwks_timeout == 5
+    assert settings.jwt_audience is None and settings.jwt_issuer is None
+    assert settings.jwt_previous_secret is None
 
 
 def test_a_jwks_provider_configuration_loads() -> None:
     settings = load({**JWKS, "JWT_AUDIENCE": "fleet-api, fleet-legacy", "JWT_LEEWAY": "1m",
                      "JWT_JWKS_REFRESH": "30s"})
-    assert settings["JWT_AUDIENCE"] == ("fleet-api", "fleet-legacy")
-    assert settings["JWT_LEEWAY"] == 60
-    verifier = verifier_from_settings(load_settings(common_settings("x"), JWKS))
+    assert settings.jwt_audience == ("fleet-api", "fleet-legacy")
+    assert settings.jwt_leeway == 60
+    verifier = verifier_from_settings(FleetSettings.load(JWKS, service="x"))
     assert isinstance(verifier.keys, JwksKeys)
     assert verifier.keys.algorithm == "RS256"
     assert verifier.rules.issuer == "https://idp.example/"
@@ -63,13 +66,13 @@ def test_a_static_public_key_of_the_right_kind_loads(algorithm: str) -> None:
     private = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
                if algorithm == "RS256" else ec.generate_private_key(ec.SECP256R1()))
     env = {**BASE, "JWT_ALGORITHM": algorithm, "JWT_PUBLIC_KEY": pem(private.public_key())}
-    verifier = verifier_from_settings(load_settings(common_settings("x"), env))
+    verifier = verifier_from_settings(FleetSettings.load(env, service="x"))
     token = mint_token(private, "svc", "x:read", algorithm=algorithm)
     assert verifier.authenticate(f"Bearer {token}", "x:read").subject == "svc"
 
 
 def test_hs256_with_a_previous_secret_verifies_both() -> None:
-    settings = load_settings(common_settings("x"), {**PROD, "JWT_PREVIOUS_SECRET": "o" * 40})
+    settings = FleetSettings.load({**PROD, "JWT_PREVIOUS_SECRET": "o" * 40}, service="x")
     verifier = verifier_from_settings(settings)
     assert isinstance(verifier.keys, StaticKeys) and verifier.keys.keys == (SECRET, "o" * 40)
     assert verifier.verify(mint_token("o" * 40, "old", "x:read")).subject == "old"
@@ -121,7 +124,8 @@ def test_an_invalid_combination_is_one_line_naming_the_setting(
 
 def test_development_relaxes_only_what_is_local() -> None:
     dev = {"FLEET_ENV": "development"}
-    assert load(dev)["JWT_SECRET"] == DEVELOPMENT_JWT_SECRET
+    secret = load(dev).jwt_secret
+    assert secret is not None and secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
     # A provider on this machine or, in development, anywhere over http; no iss/aud needed.
     load({**dev, "JWT_ALGORITHM": "RS256", "JWT_JWKS_URL": "http://idp.local:8080/jwks"})
     load({**JWKS, "JWT_JWKS_URL": "http://127.0.0.1:8080/jwks"})
@@ -139,5 +143,6 @@ def test_the_example_env_file_fails_the_production_check() -> None:
 
 
 def test_tools_that_read_a_few_settings_are_not_asked_for_jwt_ones() -> None:
-    wanted = {"BROKER_URL", "EVENT_EXCHANGE"}
-    load_settings([s for s in common_settings("x") if s.name in wanted], BASE)
+    """The groups a tool loads (no JWT_SECRET in BASE) carry none of the key checks."""
+    for group in (EventSettings, ProcessSettings, DatabaseSettings, JwtSettings):
+        group.load(BASE)

@@ -105,7 +105,7 @@ def demo_app(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     from fleet_shared.http.app import create_service_app
     from fleet_shared.http.resources import ProblemApi
-    from fleet_shared.settings import common_settings
+    from fleet_shared.settings import FleetSettings
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
 
@@ -116,8 +116,8 @@ def demo_app(monkeypatch: pytest.MonkeyPatch) -> Any:
     def register(api: ProblemApi) -> None:
         api.add_resource(Thing, "/things/<string:thing_id>")
 
-    app = create_service_app("demo", "Demo", common_settings("demo"), register,
-                             {"FLEET_ENV": "development"})
+    settings = FleetSettings.load(overrides={"FLEET_ENV": "development"}, service="demo")
+    app = create_service_app("demo", "Demo", settings, register)
     yield app
     app.extensions["fleet"].db.dispose()
 

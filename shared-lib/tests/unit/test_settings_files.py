@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from fleet_shared.settings import (
-    ConfigError,
-    Setting,
-    common_settings,
-    load_settings,
-    setting_value,
-)
+from fleet_shared.settings import ConfigError, FleetSettings, setting_value
 
 SECRET = "s" * 32
 PROD = {"DATABASE_URL": "postgresql://u:p@db:5432/x", "BROKER_URL": "amqp://u:p@mq:5672/%2F",
         "JWT_SECRET": SECRET}
+
+
+def load(env: dict[str, str]) -> FleetSettings:
+    return FleetSettings.load(env, service="inventory")
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> str:
@@ -37,16 +35,16 @@ def test_a_secret_is_read_from_its_file_without_the_trailing_newline(tmp_path: P
     env["DATABASE_URL_FILE"] = write(tmp_path, "url", "postgresql://u:from-file@db/x\n")
     env["JWT_SECRET_FILE"] = write(tmp_path, "jwt", "j" * 40 + "\r\n")
     del env["JWT_SECRET"]
-    settings = load_settings(common_settings("inventory"), env)
-    assert settings["DATABASE_URL"] == "postgresql://u:from-file@db/x"
-    assert settings["JWT_SECRET"] == "j" * 40
+    settings = load(env)
+    assert settings.database_url.get_secret_value() == "postgresql://u:from-file@db/x"
+    assert settings.jwt_secret is not None and settings.jwt_secret.get_secret_value() == "j" * 40
 
 
 def test_any_setting_may_come_from_a_file(tmp_path: Path) -> None:
-    settings = load_settings(common_settings("inventory"), {
+    settings = load({
         **PROD, "PORT_FILE": write(tmp_path, "port", "9001\n"),
         "FLEET_ENV_FILE": write(tmp_path, "env", "development")})
-    assert settings["PORT"] == 9001
+    assert settings.port == 9001
     assert settings.development
 
 
@@ -59,7 +57,7 @@ def test_a_multi_line_value_keeps_its_inner_lines(tmp_path: Path) -> None:
 def test_a_setting_and_its_file_together_are_refused_naming_both(tmp_path: Path) -> None:
     env = {**PROD, "DATABASE_URL_FILE": write(tmp_path, "url", "postgresql://u:p@db/y")}
     with pytest.raises(ConfigError) as error:
-        load_settings(common_settings("inventory"), env)
+        load(env)
     assert str(error.value) == ("DATABASE_URL and DATABASE_URL_FILE are both set: "
                                 "use one of them")
 
@@ -72,7 +70,7 @@ def test_an_unreadable_file_is_one_line_naming_the_setting_and_never_the_secret(
             "not-utf8": write(tmp_path, "bin", b"\xffsecret-bytes\xfe")}[problem]
     env = {k: v for k, v in PROD.items() if k != "JWT_SECRET"} | {"JWT_SECRET_FILE": path}
     with pytest.raises(ConfigError) as error:
-        load_settings(common_settings("inventory"), env)
+        load(env)
     message = str(error.value)
     assert message.startswith(f"JWT_SECRET_FILE={path} cannot be read: ")
     assert "\n" not in message and "secret-bytes" not in message and "\\x" not in message
@@ -84,7 +82,7 @@ def test_a_malformed_secret_from_a_file_is_hidden_and_says_where_it_came_from(
     env = {k: v for k, v in PROD.items() if k != "DATABASE_URL"}
     env["DATABASE_URL_FILE"] = write(tmp_path, "url", "mysql://user:hunter2@db/x\n")
     with pytest.raises(ConfigError) as error:
-        load_settings(common_settings("inventory"), env)
+        load(env)
     assert str(error.value).startswith(
         "DATABASE_URL=<hidden> (read from DATABASE_URL_FILE) is invalid: must be a postgresql")
     assert "hunter2" not in str(error.value)
@@ -92,17 +90,20 @@ def test_a_malformed_secret_from_a_file_is_hidden_and_says_where_it_came_from(
 
 def test_an_empty_file_leaves_the_setting_unset(tmp_path: Path) -> None:
     empty = write(tmp_path, "empty", "\n")
-    settings = load_settings(common_settings("inventory"),
-                             {**PROD, "JWT_PREVIOUS_SECRET_FILE": empty})
-    assert settings["JWT_PREVIOUS_SECRET"] is None
+    settings = load({**PROD, "JWT_PREVIOUS_SECRET_FILE": empty})
+    assert settings.jwt_previous_secret is None
     env = {k: v for k, v in PROD.items() if k != "DATABASE_URL"} | {"DATABASE_URL_FILE": empty}
     with pytest.raises(ConfigError, match=f"^DATABASE_URL is required but DATABASE_URL_FILE="
                                           f"{empty} is empty$"):
-        load_settings(common_settings("inventory"), env)
+        load(env)
 
 
-def test_every_declared_setting_names_its_file_variable() -> None:
-    assert Setting("DATABASE_URL").file_variable == "DATABASE_URL_FILE"
+def test_every_declared_setting_may_come_from_its_file_variable(tmp_path: Path) -> None:
+    """Each setting of the model, given only as `<NAME>_FILE`, is read from the file."""
+    path = write(tmp_path, "value", "\n")
+    for declared in FleetSettings.declared():
+        with pytest.raises(ConfigError, match=f"^{declared.name} and {declared.name}_FILE "):
+            load({**PROD, declared.name: "x", f"{declared.name}_FILE": path})
 
 
 def test_an_unreadable_secret_file_stops_the_process_with_one_line(tmp_path: Path) -> None:

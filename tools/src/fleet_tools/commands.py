@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fleet_shared.fleetctl.cli import BUILTIN, Command
 from fleet_shared.fleetctl.console import say
+from fleet_tools.scaffold.command import NEW_SERVICE as NEW_SERVICE
 
 if TYPE_CHECKING:
     from fleet_tools.config import LocalConfig
@@ -83,13 +84,13 @@ def _migrate(args: argparse.Namespace) -> int:
     return migrate(args.service)
 
 
-def local_fleet_secret(env: Mapping[str, str]) -> tuple[bool, str]:
+def local_fleet_secret(environ: Mapping[str, str] | None) -> tuple[bool, str]:
     """Whether the local fleet of this run directory signs with the development secret (its
     state file says so), and if not, why not: `fleetctl token`'s `LocalFleet` check."""
-    from fleet_tools.config import run_dir
+    from fleet_tools.config import local_settings, run_dir
     from fleet_tools.state import read_state
 
-    directory = run_dir(env)
+    directory = run_dir(local_settings(environ))
     state = read_state(directory / "state.json")
     if state is None:
         return False, "FLEET_ENV is not development and no local fleet was started here"
@@ -107,12 +108,26 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["sync", "check"],
+                        help="sync: rewrite every generated region from the installed services; "
+                        "check: exit 1 naming each file a sync would change")
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from fleet_tools.registry import run
+
+    return run(args.action)
+
+
 UP = Command("create databases, migrate, start every process and the gateway; return once "
              "ready (or stay with --foreground)", _up_arguments, _up)
 SUPERVISE = Command(None, _no_arguments, _supervise)
 DOWN = Command("stop the background fleet; leave no process", _down_arguments, _down)
 RESTART = Command("rolling restart of processes or services through the running supervisor",
                   _restart_arguments, _restart)
+REGISTRY = Command("generate every fleet-wide list of services from the installed ones "
+                   "(docs/services.md)", _registry_arguments, _registry)
 # The runtime's commands, same help and arguments, run with the checkout's knowledge.
 STATUS = replace(BUILTIN["status"], run=_status)
 MIGRATE = replace(BUILTIN["migrate"], run=_migrate)

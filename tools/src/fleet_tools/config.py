@@ -9,8 +9,8 @@ Replicas: ``FLEET_API_REPLICAS`` (2) api and ``FLEET_WORKER_REPLICAS`` (1) worke
 service, at most 8 of each; ``FLEET_<SVC>_API_REPLICAS`` and ``FLEET_<SVC>_WORKER_REPLICAS``
 override them for one service.
 
-Ports: service number ``n`` (inventory 1, shipping 2, support 3, any other installed service
-after them) gets ``FLEET_PORT_BASE + 10*n + r`` for api replica ``r`` (1..8) and
+Ports: service number ``n`` in the registry's order (by name: inventory 1, shipping 2, support
+3 while they are the only ones) gets ``FLEET_PORT_BASE + 10*n + r`` for api replica ``r`` (1..8) and
 ``FLEET_PORT_BASE + 10*n + 9 + 100*(r-1)`` for worker replica ``r``'s health port:
 8111/8112/8119 for inventory, 8121/8122/8129 for shipping, 8131/8132/8139 for support, and
 8219, 8319, ... for inventory's second, third worker. ``FLEET_<SVC>_PORT_BASE`` moves one
@@ -23,16 +23,30 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Annotated, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.fleetctl.queues import DEFAULT_BROKER_URL
-from fleet_shared.fleetctl.tokens import development_default
-from fleet_shared.settings import FILE_SUFFIX
-from fleet_tools import gateway
+from fleet_shared.settings import (
+    DEVELOPMENT_JWT_SECRET,
+    FILE_SUFFIX,
+    LOCAL_BROKER_URL,
+    AmqpUrl,
+    ConfigError,
+    Development,
+    HmacSecret,
+    Names,
+    PostgresUrl,
+    SettingsConfigDict,
+    SettingsModel,
+    Text,
+    between,
+    from_text,
+)
+from fleet_tools import gateway, registry
 
+#: The local PostgreSQL's superuser, which creates each service's role and database.
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAX_REPLICAS = 8
 HIGHEST_PORT = 65535
@@ -43,16 +57,99 @@ WORKER_PORT_OFFSET = 9
 WORKER_REPLICA_STRIDE = 100
 KINDS = ("api", "worker")
 
+Replicas = Annotated[int, from_text(between(1, MAX_REPLICAS))]
+
+
+def _db_prefix(raw: str) -> str:
+    if not raw.replace("_", "").isalnum() or not raw.islower():
+        raise ValueError("use lower-case letters, digits and _")
+    return raw
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+class LocalFleetSettings(SettingsModel):
+    """The local fleet's own variables, ``FLEET_*`` (docs/fleetctl.md lists every one).
+
+    The local fleet is development by definition, so its `Development` values are its
+    defaults: the local broker and PostgreSQL, the published development JWT secret.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_")
+    always_development: ClassVar[bool] = True
+
+    run_dir: Text | None = None  # default: .fleet in the checkout
+    services: Names | None = None  # default: every installed one
+    port_base: Annotated[int, from_text(between(1024, 65400))] = 8100
+    api_replicas: Replicas = 2
+    worker_replicas: Replicas = 1
+    gateway_port: Annotated[int, from_text(between(1, 65535))] = 8080
+    gateway_rate: Text = "100r/s"
+    gateway_burst: Annotated[int, from_text(between(0, 1_000_000))] = 200
+    # Peers whose X-Forwarded-For names the client (fleet_tools.gateway parses them).
+    gateway_trusted_proxies: str = ""
+    pg_admin_url: Annotated[PostgresUrl, Development(DEFAULT_PG_ADMIN_URL)]
+    db_prefix: Annotated[str, from_text(_db_prefix)] = "fleet_"
+    broker_url: Annotated[AmqpUrl, Development(LOCAL_BROKER_URL)]
+    jwt_secret: Annotated[HmacSecret, Development(DEVELOPMENT_JWT_SECRET)]
+    nginx: Text | None = None  # default: nginx on PATH, else the usual places
+    ready_timeout: Annotated[float, from_text(_seconds)] = 120.0
+
+
+class ServiceLayout(SettingsModel):
+    """One service's own ports and replicas, ``FLEET_<SVC>_*``, over the fleet-wide ones: read
+    with the service's prefix (`service_prefix`)."""
+
+    port_base: Annotated[int | None, from_text(between(1024, 65525))] = None
+    api_replicas: Annotated[int | None, from_text(between(1, MAX_REPLICAS))] = None
+    worker_replicas: Annotated[int | None, from_text(between(1, MAX_REPLICAS))] = None
+
+
+def service_prefix(service: str) -> str:
+    return f"FLEET_{service.upper()}_"
+
+
+M = TypeVar("M", bound=SettingsModel)
+
+
+def _load(model: type[M], environ: Mapping[str, str] | None, prefix: str | None = None) -> M:
+    try:
+        return model.load(environ, prefix=prefix)
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from None
+
+
+def local_settings(environ: Mapping[str, str] | None = None) -> LocalFleetSettings:
+    """The ``FLEET_*`` variables of `environ` (None: this process's environment)."""
+    return _load(LocalFleetSettings, environ)
+
+
+def layout_variables(services: list[str]) -> list[str]:
+    """Every variable that moves a port or changes a replica count, fleet-wide and per
+    service."""
+    fleet_wide = [d.name for d in LocalFleetSettings.declared()
+                  if d.field in ServiceLayout.model_fields]
+    own = [service_prefix(service) + d.name for service in services
+           for d in ServiceLayout.declared()]
+    return fleet_wide + own
+
 
 def installed_service_names() -> list[str]:
-    """Services registered under the ``fleet.services`` entry point group, in port order.
+    """Services registered under the ``fleet.services`` entry point group, in port order (the
+    registry's).
 
     Only the names: a service that is installed but does not import yet (being written)
     must not stop fleetctl from listing it, and `preflight` says why it cannot run.
     """
-    names = {ep.name for ep in entry_points(group="fleet.services")}
-    known = [name for name in gateway.SERVICES if name in names]
-    return known + sorted(names - set(known))
+    return list(registry.names())
 
 
 def repository_root() -> Path | None:
@@ -61,15 +158,14 @@ def repository_root() -> Path | None:
     return root if gateway.TEMPLATE_PATH.exists() else None
 
 
-def run_dir(environ: Mapping[str, str]) -> Path:
+def run_dir(settings: LocalFleetSettings) -> Path:
     """The local fleet's run directory: ``FLEET_RUN_DIR``, else ``.fleet`` in the checkout."""
     root = repository_root()
     default = (root if root is not None else Path.cwd()) / ".fleet"
-    return Path(environ.get("FLEET_RUN_DIR") or default).resolve()
+    return Path(settings.run_dir or default).resolve()
 
 
-def find_nginx(environ: Mapping[str, str]) -> str | None:
-    configured = environ.get("FLEET_NGINX")
+def find_nginx(configured: str | None) -> str | None:
     if configured:
         return configured if Path(configured).is_file() else None
     found = shutil.which("nginx")
@@ -79,41 +175,6 @@ def find_nginx(environ: Mapping[str, str]) -> str | None:
         if Path(candidate).is_file():
             return candidate
     return None
-
-
-def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(name) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise CommandError(f"{name}={raw!r} is invalid: must be an integer", 2) from None
-    if not low <= value <= high:
-        raise CommandError(f"{name}={raw!r} is invalid: must be between {low} and {high}", 2)
-    return value
-
-
-def _replicas_variable(environ: Mapping[str, str], service: str, kind: str) -> str:
-    """The variable that sets how many `kind` processes `service` runs: its own, else the
-    fleet-wide one."""
-    own = f"FLEET_{service.upper()}_{kind.upper()}_REPLICAS"
-    return own if environ.get(own) else f"FLEET_{kind.upper()}_REPLICAS"
-
-
-def _replicas(environ: Mapping[str, str], services: list[str], kind: str,
-              default: int) -> dict[str, int]:
-    """Processes of `kind` per service, as a Kubernetes HPA would scale each Deployment."""
-    overall = _int(environ, f"FLEET_{kind.upper()}_REPLICAS", default, 1, MAX_REPLICAS)
-    return {name: _int(environ, f"FLEET_{name.upper()}_{kind.upper()}_REPLICAS", overall, 1,
-                       MAX_REPLICAS)
-            for name in services}
-
-
-def _url(environ: Mapping[str, str], name: str, default: str, *schemes: str) -> str:
-    value = environ.get(name) or default
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise CommandError(f"{name} is invalid: must be a {'/'.join(schemes)} URL with a host", 2)
-    return value
 
 
 @dataclass(frozen=True)
@@ -148,13 +209,19 @@ class LocalConfig:
     jwt_secret: str
     nginx: str | None
     ready_timeout: float
+    # Which variable set each service's worker replicas (for the error naming it).
+    worker_replicas_from: Mapping[str, str]
+    # The environment the local fleet's processes start from (`service_env`).
     environ: Mapping[str, str]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalConfig:
+        # The local fleet's processes inherit this environment (a copy of fleetctl's own,
+        # unless a test gives one); its settings are read through the models above.
         env = dict(os.environ if environ is None else environ)
+        settings = local_settings(env)
         installed = installed_service_names()
-        wanted = [s.strip() for s in env.get("FLEET_SERVICES", "").split(",") if s.strip()]
+        wanted = list(settings.services or ())
         unknown = [s for s in wanted if s not in installed]
         if unknown:
             raise CommandError(
@@ -164,44 +231,38 @@ class LocalConfig:
         if not services:
             raise CommandError("no Fleet service is installed: run `make setup`", 2)
 
-        base = _int(env, "FLEET_PORT_BASE", 8100, 1024, 65400)
-        slots = [*gateway.SERVICES, *(s for s in installed if s not in gateway.SERVICES)]
-        port_bases = {
-            name: _int(env, f"FLEET_{name.upper()}_PORT_BASE", base + 10 * n, 1024, 65525)
-            for n, name in enumerate(slots, start=1)
-        }
-        prefix = env.get("FLEET_DB_PREFIX", "fleet_")
-        if not prefix.replace("_", "").isalnum() or not prefix.islower():
-            raise CommandError(f"FLEET_DB_PREFIX={prefix!r} is invalid: use lower-case "
-                               "letters, digits and _", 2)
-        secret = env.get("FLEET_JWT_SECRET") or development_default("JWT_SECRET")
-        if len(secret.encode()) < 32:
-            raise CommandError("FLEET_JWT_SECRET is invalid: must be at least 32 bytes", 2)
+        slots = installed
+        layouts = {name: _load(ServiceLayout, env, service_prefix(name)) for name in slots}
+        port_bases, api_replicas, worker_replicas, worker_replicas_from = {}, {}, {}, {}
+        for n, name in enumerate(slots, start=1):
+            own = layouts[name]
+            port_bases[name] = own.port_base or settings.port_base + 10 * n
+            api_replicas[name] = own.api_replicas or settings.api_replicas
+            worker_replicas[name] = own.worker_replicas or settings.worker_replicas
+            worker_replicas_from[name] = (service_prefix(name) if own.worker_replicas
+                                          else "FLEET_") + "WORKER_REPLICAS"
         try:
-            trusted_proxies = gateway.parse_trusted_proxies(
-                env.get("FLEET_GATEWAY_TRUSTED_PROXIES", ""), "FLEET_GATEWAY_TRUSTED_PROXIES")
+            trusted_proxies = gateway.parse_trusted_proxies(settings.gateway_trusted_proxies,
+                                                            "FLEET_GATEWAY_TRUSTED_PROXIES")
         except ValueError as exc:
             raise CommandError(str(exc), 2) from None
-        try:
-            ready_timeout = float(env.get("FLEET_READY_TIMEOUT") or 120)
-        except ValueError:
-            raise CommandError("FLEET_READY_TIMEOUT is invalid: must be seconds", 2) from None
         config = cls(
-            run_dir=run_dir(env),
+            run_dir=run_dir(settings),
             services=services,
-            api_replicas=_replicas(env, slots, "api", 2),
-            worker_replicas=_replicas(env, slots, "worker", 1),
+            api_replicas=api_replicas,
+            worker_replicas=worker_replicas,
             port_bases=port_bases,
-            gateway_port=_int(env, "FLEET_GATEWAY_PORT", 8080, 1, 65535),
-            gateway_rate=env.get("FLEET_GATEWAY_RATE") or "100r/s",
-            gateway_burst=_int(env, "FLEET_GATEWAY_BURST", 200, 0, 1_000_000),
+            gateway_port=settings.gateway_port,
+            gateway_rate=settings.gateway_rate,
+            gateway_burst=settings.gateway_burst,
             gateway_trusted_proxies=trusted_proxies,
-            pg_admin_url=_url(env, "FLEET_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL, "postgresql"),
-            db_prefix=prefix,
-            broker_url=_url(env, "FLEET_BROKER_URL", DEFAULT_BROKER_URL, "amqp", "amqps"),
-            jwt_secret=secret,
-            nginx=find_nginx(env),
-            ready_timeout=ready_timeout,
+            pg_admin_url=settings.pg_admin_url.get_secret_value(),
+            db_prefix=settings.db_prefix,
+            broker_url=settings.broker_url.get_secret_value(),
+            jwt_secret=settings.jwt_secret.get_secret_value(),
+            nginx=find_nginx(settings.nginx),
+            ready_timeout=settings.ready_timeout,
+            worker_replicas_from=worker_replicas_from,
             environ=env,
         )
         config._check_worker_ports_fit()
@@ -212,10 +273,10 @@ class LocalConfig:
         for service in self.services:
             highest = self.worker_ports(service)[-1]
             if highest > HIGHEST_PORT:
-                variable = _replicas_variable(self.environ, service, "worker")
+                replicas = self.worker_replicas[service]
                 raise CommandError(
-                    f"{variable}={self.environ.get(variable)!r} is invalid: {service} worker "
-                    f"{self.worker_replicas[service]} would listen on port {highest}, above "
+                    f"{self.worker_replicas_from[service]}={str(replicas)!r} is invalid: "
+                    f"{service} worker {replicas} would listen on port {highest}, above "
                     f"{HIGHEST_PORT} (use fewer replicas or a lower port base)", 2)
 
     # --- places -----------------------------------------------------------------------------
@@ -261,7 +322,7 @@ class LocalConfig:
         """Every gateway route's api addresses; a service not run here gets its ports anyway
         (nothing listens there, so the gateway answers 502 for it)."""
         return {name: [f"127.0.0.1:{port}" for port in self.api_ports(name)]
-                for name in gateway.SERVICES}
+                for name in self.port_bases}
 
     # --- databases and processes -----------------------------------------------------------
 

@@ -11,9 +11,10 @@ route.
 - ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
   local process, with the pid file, temp directories and logs under ``run_dir``.
 - ``template_values(settings)`` turns the container's settings (its environment) into the
-  template's values as the image's entrypoint does: the ``<SVC>_SERVERS`` settings become the
-  upstream blocks and each route's target, ``GATEWAY_TRUSTED_PROXIES`` the ``set_real_ip_from``
-  lines, and the resolver settings (or ``/etc/resolv.conf``) NGINX's ``resolver``.
+  template's values as the image's entrypoint does: for each service ``GATEWAY_SERVICES``
+  lists, its ``<SERVICE>_SERVERS`` becomes its upstream block and its route's target,
+  ``GATEWAY_TRUSTED_PROXIES`` the ``set_real_ip_from`` lines, and the resolver settings (or
+  ``/etc/resolv.conf``) NGINX's ``resolver``.
 - ``write_config(run_dir, values)`` writes ``run_dir/nginx.conf``; ``check_config(run_dir,
   conf)`` has NGINX check it (``nginx -t``); ``nginx_command(run_dir, conf)`` is the command
   line that runs it in the foreground. The local fleet runs exactly these.
@@ -48,8 +49,7 @@ __all__ = [
     "RESOLVER",
     "RESOLVER_VALID",
     "RESOLV_CONF",
-    "SERVER_SETTINGS",
-    "SERVICES",
+    "SERVICES_SETTING",
     "SETTINGS",
     "TEMPLATE_PATH",
     "TEMPLATE_VARIABLES",
@@ -60,12 +60,14 @@ __all__ = [
     "make_traversable",
     "nginx_command",
     "parse_resolver",
+    "parse_services",
     "parse_trusted_proxies",
     "read_resolv_conf",
     "read_template",
     "real_ip_lines",
     "render",
     "server_lines",
+    "server_setting",
     "template_values",
     "template_variables",
     "write_config",
@@ -74,9 +76,6 @@ __all__ = [
 #: gateway/nginx.conf.template in the repository checkout this package is installed from
 #: (tools/src/fleet_tools/gateway.py -> four levels up is the repository root).
 TEMPLATE_PATH: Path = Path(__file__).resolve().parents[3] / "gateway" / "nginx.conf.template"
-
-#: The services behind the gateway, each routed from /<service>/ when it has servers.
-SERVICES: tuple[str, ...] = ("inventory", "shipping", "support")
 
 #: Settings that must be set and non-empty (the image has a default for each); the template
 #: takes them as they are.
@@ -93,10 +92,12 @@ REQUIRED_SETTINGS: frozenset[str] = frozenset(
     }
 )
 
-#: Per service, the setting holding the NGINX ``server ...;`` lines of its api. Each must be
-#: set (no default: they name the deployment's services); an empty one leaves its service
-#: unrouted, so the prefix answers the gateway's 404 problem.
-SERVER_SETTINGS: dict[str, str] = {name: f"{name.upper()}_SERVERS" for name in SERVICES}
+#: The setting listing the services the gateway routes, each from /<service>/: names of
+#: lower-case letters and digits, starting with a letter, at most 63 characters, separated by
+#: commas or white space (``parse_services``). It has no default (it names the deployment's
+#: services). For each name listed, ``server_setting(name)`` (``<SERVICE>_SERVERS``) must be
+#: set too; a name not listed is not routed, and its prefix answers the gateway's 404 problem.
+SERVICES_SETTING = "GATEWAY_SERVICES"
 
 #: The setting naming the proxies whose X-Forwarded-For the gateway believes: IP addresses or
 #: CIDR ranges separated by commas or white space. Empty or unset (the default) trusts nobody.
@@ -116,11 +117,9 @@ DEFAULT_RESOLVER_VALID = "10s"
 #: Where the system resolver's configuration is (the entrypoint reads the same file).
 RESOLV_CONF: Path = Path("/etc/resolv.conf")
 
-#: What every deployment gives the container (the deploy tests check each target sets exactly
-#: these): the required settings, the three server settings and the trusted proxies.
-SETTINGS: frozenset[str] = (
-    REQUIRED_SETTINGS | frozenset(SERVER_SETTINGS.values()) | {TRUSTED_PROXIES}
-)
+#: What every deployment gives the container, besides one ``server_setting(name)`` per
+#: service it lists: the required settings, the list of services and the trusted proxies.
+SETTINGS: frozenset[str] = REQUIRED_SETTINGS | {SERVICES_SETTING, TRUSTED_PROXIES}
 
 #: Settings the container reads when they are set; their defaults are worked out at start
 #: (the nameservers from /etc/resolv.conf, DEFAULT_RESOLVER_VALID), so deployments leave
@@ -135,7 +134,7 @@ DERIVED_VARIABLES: frozenset[str] = frozenset(
         "GATEWAY_REAL_IP_FROM",
         "GATEWAY_RESOLVER_DIRECTIVE",
         "GATEWAY_UPSTREAMS",
-        *(f"{name.upper()}_UPSTREAM" for name in SERVICES),
+        "GATEWAY_ROUTES",
     }
 )
 
@@ -150,6 +149,8 @@ TEMPLATE_VARIABLES: frozenset[str] = REQUIRED_SETTINGS | DERIVED_VARIABLES
 # gunicorn closes the connection fails, and a POST is not retried.
 _BLOCK_INDENT = "        "
 _BLOCK_SEPARATOR = "\n\n    "
+# Between the "<service> <target>;" lines of the routes' map (inside the http context's map).
+_ROUTE_SEPARATOR = "\n        "
 
 # ${NAME} with an upper-case name: the template's own variables. NGINX variables are lower case
 # ($request_id, ${request_id}), so they never match.
@@ -168,6 +169,12 @@ _ADDRESS = re.compile(r"^[^\s;{}#'\"]+$")
 _PROXY_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+(/(0|[1-9][0-9]{0,2}))?$")
 _IP_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+$")
 _SEPARATORS = re.compile(r"[\s,]+")
+# A service name: it becomes a path segment, part of an upstream block's name and, upper-cased,
+# part of a setting's name (so no "-" or "_"); at most 63 characters, a DNS label (the
+# template's map_hash_bucket_size holds that). The separators are exactly the entrypoint's
+# (IFS), so both read a list alike.
+_SERVICE = re.compile(r"[a-z][a-z0-9]{0,62}")
+_SERVICE_SEPARATORS = re.compile(r"[ \t\n,]+")
 _PORT = re.compile(r"^[1-9][0-9]{0,4}$")
 # A DNS name as the services and Kubernetes write them (letters, digits, dots, hyphens), with
 # a letter somewhere, so a mistyped IPv4 address (256.1.1.1) is refused rather than looked up.
@@ -201,6 +208,40 @@ def render(template: str, values: Mapping[str, str]) -> str:
             + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else "")
         )
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def server_setting(service: str) -> str:
+    """The setting holding a service's ``server ...;`` lines: ``<SERVICE>_SERVERS``."""
+    return f"{service.upper()}_SERVERS"
+
+
+def parse_services(value: str | Iterable[str]) -> tuple[str, ...]:
+    """The service names of a ``GATEWAY_SERVICES`` setting, checked and in the given order.
+
+    ``value`` is the setting's text (names separated by commas or white space) or the names
+    themselves. A name is a lower-case letter followed by up to 62 lower-case letters and
+    digits; anything else, a name given twice, or no name at all raises ``ValueError`` saying
+    so.
+    """
+    entries = _SERVICE_SEPARATORS.split(value) if isinstance(value, str) else list(value)
+    services: list[str] = []
+    for entry in entries:
+        if not entry:
+            continue
+        if not _SERVICE.fullmatch(entry):
+            raise ValueError(f"{SERVICES_SETTING} is invalid: '{entry}' is not a service name "
+                             "(a lower-case letter, then up to 62 lower-case letters and digits)")
+        if entry in services:
+            raise ValueError(f"{SERVICES_SETTING} is invalid: '{entry}' is listed twice")
+        services.append(entry)
+    if not services:
+        raise ValueError(f"{SERVICES_SETTING} is invalid: it names no service")
+    return tuple(services)
+
+
+#: How long the local gateway skips a server after a failed request (``fail_timeout``), in
+#: seconds; a rolling restart waits it out between api replicas (fleet_tools.restart).
+GATEWAY_FAIL_TIMEOUT = 2.0
 
 
 def server_lines(
@@ -341,19 +382,24 @@ def template_values(
     """The template's values from the container's settings, as the image's entrypoint builds
     them: everything as given, plus the derived variables (DERIVED_VARIABLES).
 
-    Every ``<SVC>_SERVERS`` must be set (``ValueError`` names a missing one) and at least one
-    non-empty. A service whose servers are all IP addresses or unix sockets gets an upstream
-    block (keep-alive, retries on the other servers) named after it; one named by a host name
-    is looked up while serving through NGINX's ``resolver`` (``GATEWAY_RESOLVER``, else the
-    nameservers of ``resolv_conf``), so a name that does not resolve yet, or that moves to a new
-    address, never stops or misleads the gateway. A service with no servers is not routed.
-    ``render(template, template_values(os.environ))`` is what the image renders.
+    ``GATEWAY_SERVICES`` names the services (``parse_services``), and the ``<SERVICE>_SERVERS``
+    of each must be set (``ValueError`` names a missing one), at least one non-empty. A service
+    whose servers are all IP addresses or unix sockets gets an upstream block (keep-alive,
+    retries on the other servers) named after it; one named by a host name is looked up while
+    serving through NGINX's ``resolver`` (``GATEWAY_RESOLVER``, else the nameservers of
+    ``resolv_conf``), so a name that does not resolve yet, or that moves to a new address,
+    never stops or misleads the gateway. A service with no servers, like one not listed, is not
+    routed. ``render(template, template_values(os.environ))`` is what the image renders.
     """
-    routes = {service: _route(settings, service) for service in SERVICES}
+    if not settings.get(SERVICES_SETTING):
+        raise ValueError(f"required setting {SERVICES_SETTING} is not set")
+    services = parse_services(settings[SERVICES_SETTING])
+    routes = {service: _route(settings, service) for service in services}
     if not any(route.target for route in routes.values()):
-        names = list(SERVER_SETTINGS.values())
-        raise ValueError(f"no service is routed: {', '.join(names[:-1])} and {names[-1]} "
-                         "are all empty")
+        names = [server_setting(service) for service in services]
+        raise ValueError("no service is routed: " + (
+            f"{names[0]} is empty" if len(names) == 1
+            else f"{', '.join(names[:-1])} and {names[-1]} are all empty"))
     values = {**settings,
               "GATEWAY_REAL_IP_FROM": real_ip_lines(settings.get(TRUSTED_PROXIES, ""))}
 
@@ -373,6 +419,7 @@ def template_values(
         values["GATEWAY_RESOLVER_DIRECTIVE"] = f"resolver {' '.join(resolver)} valid={valid};"
 
     blocks = []
+    lines = []
     for service, route in routes.items():
         target = route.target
         if route.by_name:
@@ -381,8 +428,10 @@ def template_values(
             target = system.qualify(host) + port
         elif route.servers:
             blocks.append(_upstream_block(service, route.servers))
-        values[f"{service.upper()}_UPSTREAM"] = target
+        if target:
+            lines.append(f"{service} {target};")
     values["GATEWAY_UPSTREAMS"] = _BLOCK_SEPARATOR.join(blocks)
+    values["GATEWAY_ROUTES"] = _ROUTE_SEPARATOR.join(lines)
     return values
 
 
@@ -415,13 +464,14 @@ def local_values(
     or anything under ``/root`` does not).
 
     ``listen``: ``host:port`` or ``port`` (e.g. ``"127.0.0.1:8080"``).
-    ``upstreams``: addresses per service, exactly the keys ``inventory``, ``shipping`` and
-    ``support``, e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``. An empty
-    list leaves that service unrouted (its prefix answers 404); at least one must have
-    addresses. An address with a host name (``inventory.test:8111``) must be its service's
-    only one and is looked up while serving, through ``resolver`` (``GATEWAY_RESOLVER``'s
-    syntax; by default the nameservers of ``resolv_conf``), answers being used for
-    ``resolver_valid`` (``"10s"`` by default).
+    ``upstreams``: addresses per service, the services the gateway routes (in this order, as
+    ``GATEWAY_SERVICES``), e.g. ``{"inventory": ["127.0.0.1:8111", "127.0.0.1:8112"], ...}``;
+    each name as ``parse_services`` takes it. An empty list leaves that service unrouted (its
+    prefix answers 404, as for a name not given); at least one must have addresses. An address
+    with a host name (``inventory.test:8111``) must be its service's only one and is looked up
+    while serving, through ``resolver`` (``GATEWAY_RESOLVER``'s syntax; by default the
+    nameservers of ``resolv_conf``), answers being used for ``resolver_valid`` (``"10s"`` by
+    default).
     ``rate``/``burst``: the per-client rate limit (``"100r/s"``, 200).
     ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client (see
     ``parse_trusted_proxies()``); none by default, so every client is its TCP peer.
@@ -433,13 +483,7 @@ def local_values(
 
     if not _ADDRESS.match(listen):
         raise ValueError(f"invalid listen address {listen!r}")
-    unknown = sorted(set(upstreams) - set(SERVICES))
-    if unknown:
-        raise ValueError(f"unknown service {unknown[0]!r} in upstreams (known: {SERVICES})")
-    missing = [name for name in SERVICES if name not in upstreams]
-    if missing:
-        raise ValueError(f"no upstream servers given for service {missing[0]!r} (an empty "
-                         "list leaves it unrouted)")
+    services = parse_services(list(upstreams))
     _check(_RATE, rate, "rate")
     if burst < 1:  # NGINX refuses burst=0
         raise ValueError(f"burst must be a positive number, got {burst}")
@@ -458,6 +502,7 @@ def local_values(
         "GATEWAY_ACCESS_LOG": str(access_log if access_log is not None else run / "access.log"),
         "GATEWAY_ERROR_LOG": str(error_log if error_log is not None else run / "error.log"),
         "GATEWAY_WORKER_PROCESSES": str(worker_processes),
+        SERVICES_SETTING: " ".join(services),
         TRUSTED_PROXIES: " ".join(parse_trusted_proxies(trusted_proxies)),
     }
     servers = " ".join(parse_resolver(resolver))
@@ -465,13 +510,13 @@ def local_values(
         settings[RESOLVER] = servers
     if resolver_valid is not None:
         settings[RESOLVER_VALID] = resolver_valid
-    for name in SERVICES:
+    for name in services:
         try:
             lines = (server_lines(upstreams[name], max_fails=max_fails, fail_timeout=fail_timeout)
                      if upstreams[name] else "")
         except ValueError as exc:
             raise ValueError(f"upstream {name}: {exc}") from None
-        settings[SERVER_SETTINGS[name]] = lines
+        settings[server_setting(name)] = lines
     return template_values(settings, resolv_conf=resolv_conf)
 
 
@@ -522,8 +567,8 @@ class _Route:
 
 
 def _route(settings: Mapping[str, str], service: str) -> _Route:
-    """The route a ``<SVC>_SERVERS`` setting asks for (the entrypoint's ``route``)."""
-    setting = SERVER_SETTINGS[service]
+    """The route a ``<SERVICE>_SERVERS`` setting asks for (the entrypoint's ``route``)."""
+    setting = server_setting(service)
     if setting not in settings:
         raise ValueError(f"required setting {setting} is not set")
     servers: list[str] = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.migrate import service_command
 from fleet_shared.http.metrics import multiprocess_dir
-from fleet_shared.settings import ConfigError, common_settings, load_settings
+from fleet_shared.settings import ConfigError, ProcessSettings, defaults
 from fleet_tools import gateway
 from fleet_tools.config import LocalConfig, Replica
 
@@ -39,11 +39,13 @@ class ProcessSpec:
 
 
 def _graceful_timeout(config: LocalConfig) -> float:
-    wanted = [s for s in common_settings("any") if s.name == "GRACEFUL_TIMEOUT"]
+    """How long a service process may take to stop: its GRACEFUL_TIMEOUT, and 10 s more."""
     try:
-        return float(load_settings(wanted, config.environ)["GRACEFUL_TIMEOUT"]) + 10
+        seconds = ProcessSettings.load(config.environ).graceful_timeout
     except ConfigError:
-        return 30.0  # the services refuse to start and say why
+        # The services refuse to start and say why; meanwhile, their default.
+        seconds = defaults(ProcessSettings).graceful_timeout
+    return seconds + 10.0
 
 
 def service_processes(config: LocalConfig) -> list[ProcessSpec]:

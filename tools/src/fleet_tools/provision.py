@@ -6,7 +6,6 @@ locally) owns database ``<prefix><svc>`` and can reach nothing else.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import psycopg
@@ -60,10 +59,9 @@ def migrate(service: str, environ: Mapping[str, str] | None = None) -> int:
     environment, the runtime's `migrate` (the service's command, that environment as it is);
     without it, the local fleet's database of `service`, role and database created if
     missing, with the local URLs ``fleetctl up`` uses."""
-    env = dict(os.environ if environ is None else environ)
-    if runtime_migrate.database_given(env):
-        return runtime_migrate.migrate(service, env)
-    config = LocalConfig.from_env(env)
+    if runtime_migrate.database_given(environ):
+        return runtime_migrate.migrate(service, environ)
+    config = LocalConfig.from_env(environ)
     say(f"{service}: database {config.database_name(service)} and role {service}: "
         f"{provision(config, service)}")
     runtime_migrate.run_migrations(service, config.service_env(service))

@@ -16,6 +16,7 @@ from typing import Any
 
 from fleet_shared.fleetctl.console import CommandError, say
 from fleet_tools.config import LocalConfig
+from fleet_tools.gateway import GATEWAY_FAIL_TIMEOUT
 from fleet_tools.state import read_state, run_dir_in_use
 
 
@@ -67,6 +68,12 @@ def restart(config: LocalConfig, names: list[str], timeout: float = 90.0) -> int
             now = _process(config, name)
             if now.get("pid") and now.get("pid") != old and now.get("ready"):
                 say(f"{name} restarted (pid {old} -> {now['pid']})")
+                if now.get("kind") == "api":
+                    # The gateway skips a server for fail_timeout after a request to it
+                    # failed (while it was down), so a replica answering its probe may not be
+                    # taking requests yet. Stopping the next one before the gateway takes
+                    # this one back would leave no live server: wait that window out.
+                    time.sleep(GATEWAY_FAIL_TIMEOUT)
                 break
             if time.monotonic() > deadline:
                 raise CommandError(f"{name} was not ready again within {timeout:.0f}s "

@@ -9,7 +9,6 @@ the output and the exit status are the same wherever fleetctl runs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,10 +53,9 @@ def local_status(config: LocalConfig, service: str | None
 
 
 def status(service: str | None, as_json: bool, environ: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ if environ is None else environ)
-    config = LocalConfig.from_env(env)
+    config = LocalConfig.from_env(environ)
     if config.state_path.exists() or service is None:
         summary, processes, services = local_status(config, service)
     else:
-        summary, processes, services = pod_status(service, env)
+        summary, processes, services = pod_status(service, environ)
     return 0 if report(summary, processes, services, as_json) else 1

@@ -41,7 +41,7 @@ from typing import Any
 
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.status import probe
-from fleet_shared.fleetctl.tokens import development_default
+from fleet_shared.settings import DEVELOPMENT_JWT_SECRET
 from fleet_tools.config import LocalConfig
 from fleet_tools.plan import ProcessSpec
 from fleet_tools.state import RunLock, start_ticks, write_state
@@ -389,7 +389,7 @@ class Supervisor:
             "gateway_url": config.gateway_url,
             "broker_url": config.broker_url,
             # `fleetctl token` signs with the development secret only for a fleet that uses it.
-            "development_secret": config.jwt_secret == development_default("JWT_SECRET"),
+            "development_secret": config.jwt_secret == DEVELOPMENT_JWT_SECRET,
             "services": {service: {"database_url": config.database_url(service),
                                    "database": config.database_name(service)}
                          for service in config.services},

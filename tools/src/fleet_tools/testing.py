@@ -18,18 +18,39 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Annotated, Any, ClassVar
+from urllib.parse import quote, urlsplit
 
 import pika
 import psycopg
 import pytest
 
 from fleet_shared.http.auth import mint_token
+from fleet_shared.settings import (
+    LOCAL_BROKER_URL,
+    Development,
+    PostgresUrl,
+    Secret,
+    SettingsConfigDict,
+    SettingsModel,
+)
+from fleet_tools.config import DEFAULT_PG_ADMIN_URL, installed_service_names, layout_variables
 
-PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_ADMIN_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
-BROKER_HOST = os.environ.get("FLEET_TEST_BROKER", "guest:guest@127.0.0.1:5672")
+
+class Infrastructure(SettingsModel):
+    """Where the tests find PostgreSQL (a superuser's URL) and RabbitMQ (user:password@host:port):
+    the developer's machine unless ``FLEET_TEST_*`` says otherwise (CI)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_TEST_")
+    always_development: ClassVar[bool] = True
+
+    pg_admin_url: Annotated[PostgresUrl, Development(DEFAULT_PG_ADMIN_URL)]
+    broker: Annotated[Secret, Development(urlsplit(LOCAL_BROKER_URL).netloc)]
+
+
+INFRASTRUCTURE = Infrastructure.load()
+PG_ADMIN_URL = INFRASTRUCTURE.pg_admin_url.get_secret_value()
+BROKER_HOST = INFRASTRUCTURE.broker.get_secret_value()
 JWT_SECRET = "test-secret-" + secrets.token_hex(16)
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 
@@ -116,8 +137,7 @@ def run_dir() -> Iterator[Path]:
 def fleet_env(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> dict[str, str]:
     """fleetctl's variables pointed at nothing shared: the test's run dir, no inherited URLs."""
     # Replicas and port bases, fleet-wide and per service: any of them moves the ports.
-    layout = [name for name in os.environ if name.startswith("FLEET_")
-              and name.endswith(("_REPLICAS", "_PORT_BASE"))]
+    layout = layout_variables(installed_service_names())
     settings = ("BROKER_URL", "DATABASE_URL", "JWT_SECRET", "EVENT_EXCHANGE",
                 "EVENT_RETRY_DELAYS_MS")
     for name in (*settings, *(f"{s}_FILE" for s in settings), "FLEET_JWT_SECRET",

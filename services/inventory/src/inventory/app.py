@@ -10,5 +10,7 @@ from inventory.spec import SERVICE
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
-    return create_service_app(SERVICE.name, "Fleet Inventory API", SERVICE.settings, register,
-                              config)
+    """The api (gunicorn calls it in each worker); `config` overrides the environment's
+    settings (tests)."""
+    return create_service_app(SERVICE.name, "Fleet Inventory API",
+                              SERVICE.load_settings(overrides=config), register)

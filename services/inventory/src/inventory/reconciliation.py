@@ -27,15 +27,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from fleet_shared.db import CONTENTION, Database, UnitOfWork, error_kind
-from fleet_shared.settings import Setting, Settings, parse_duration
 from inventory import metrics, models, services
+from inventory.settings import InventorySettings
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_CHECK_AFTER = "10m"
-CHECK_AFTER = Setting(
-    "RESERVATION_CHECK_AFTER", parse_duration, default=_DEFAULT_CHECK_AFTER,
-    help="age at which an active reservation is first confirmed again; then after its age")
 INTERVAL = 30.0  # seconds between passes of one worker
 BATCH = 50  # reservations per transaction: row locks held for milliseconds, not seconds
 PASS_BUDGET = 10.0  # seconds; the next pass carries on
@@ -47,11 +43,13 @@ class CheckSchedule:
     first: timedelta  # RESERVATION_CHECK_AFTER
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CheckSchedule:
-        return cls(timedelta(seconds=settings[CHECK_AFTER.name]))
+    def from_settings(cls, settings: InventorySettings) -> CheckSchedule:
+        return cls(timedelta(seconds=settings.reservation_check_after))
 
 
-DEFAULT_SCHEDULE = CheckSchedule(timedelta(seconds=parse_duration(_DEFAULT_CHECK_AFTER)))
+# For handlers built without the worker's settings (tests): the setting's own default.
+DEFAULT_SCHEDULE = CheckSchedule(timedelta(
+    seconds=InventorySettings.model_fields["reservation_check_after"].default))
 
 
 @dataclass

@@ -8,10 +8,10 @@ from functools import partial
 from fleet_shared.db import Database
 from fleet_shared.retention import Retained
 from fleet_shared.service import ServiceSpec
-from fleet_shared.settings import Settings
 from fleet_shared.worker import PeriodicTask
 from inventory import handlers, reconciliation
 from inventory.handlers import HANDLERS
+from inventory.settings import InventorySettings
 
 PUBLISHES = {
     "inventory.reservation.confirmed": 1,
@@ -31,12 +31,12 @@ ACCEPTS = {
 # A cancel tombstone guards against a reservation request arriving after its cancel; it is
 # kept as long as the inbox remembers event ids. A request replayed later still cannot hold
 # stock for good: the reservation check re-confirms it and shipping declines it.
-RETAINED = (Retained("cancelled_references", "INBOX_RETENTION", "created_at",
+RETAINED = (Retained("cancelled_references", "inbox_retention", "created_at",
                      "created_at < %(cutoff)s",
                      "SELECT min(created_at) FROM cancelled_references"),)
 
 
-def worker_tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
+def worker_tasks(db: Database, settings: InventorySettings) -> Sequence[PeriodicTask]:
     """The worker's reservation check, and the same schedule for the reservations its
     handlers make."""
     schedule = reconciliation.CheckSchedule.from_settings(settings)
@@ -45,7 +45,6 @@ def worker_tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
                          partial(reconciliation.check_reservations, db, schedule))]
 
 
-SERVICE = ServiceSpec(name="inventory", title="Inventory", handlers=HANDLERS,
-                      publishes=PUBLISHES, accepts=ACCEPTS,
-                      extra_settings=(reconciliation.CHECK_AFTER,), periodic=worker_tasks,
-                      retained=RETAINED)
+SERVICE = ServiceSpec(name="inventory", title="Inventory", settings=InventorySettings,
+                      handlers=HANDLERS, publishes=PUBLISHES, accepts=ACCEPTS,
+                      periodic=worker_tasks, retained=RETAINED)

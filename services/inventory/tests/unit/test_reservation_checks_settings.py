@@ -29,13 +29,13 @@ def restore_handlers() -> Iterator[None]:
 
 
 def test_the_default_is_ten_minutes() -> None:
-    assert load()["RESERVATION_CHECK_AFTER"] == 600.0
+    assert load().reservation_check_after == 600.0
     assert reconciliation.DEFAULT_SCHEDULE.first == timedelta(minutes=10)
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("30s", 30.0), ("90m", 5400.0), ("2h", 7200.0)])
 def test_a_duration_with_its_unit(raw: str, seconds: float) -> None:
-    assert load(RESERVATION_CHECK_AFTER=raw)["RESERVATION_CHECK_AFTER"] == seconds
+    assert load(RESERVATION_CHECK_AFTER=raw).reservation_check_after == seconds
 
 
 @pytest.mark.parametrize("raw", ["10", "soon", "0s", "-5m"])

@@ -10,6 +10,7 @@ from shipping.spec import SERVICE
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
-    app: Flask = create_service_app(SERVICE.name, "Fleet Shipping API", SERVICE.settings,
-                                    register, config)
-    return app
+    """The api (gunicorn calls it in each worker); `config` overrides the environment's
+    settings (tests)."""
+    return create_service_app(SERVICE.name, "Fleet Shipping API",
+                              SERVICE.load_settings(overrides=config), register)

@@ -18,30 +18,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 
 from fleet_shared.contracts.shipping import Item, ShipmentReservationRequested, ShipmentStalled
 from fleet_shared.db import Database, UnitOfWork
-from fleet_shared.settings import Setting, Settings, parse_duration, parse_positive_int
 from fleet_shared.worker import PeriodicTask
 from shipping import events, models, services
+from shipping.settings import ShippingSettings
 from shipping.states import Status
 
 log = logging.getLogger(__name__)
-
-SETTINGS = (
-    Setting("SAGA_DEADLINE", parse_duration, default="3m",
-            help="ask inventory again when a pending shipment got no answer for this long"),
-    Setting("SAGA_MAX_REQUESTS", parse_positive_int, default="3",
-            help="requests in all (the first included) before a shipment is reported stalled"),
-)
 
 BATCH = 50  # shipments per transaction: row locks held for milliseconds, not for the pass
 PASS_BUDGET = 10.0  # seconds; the next pass carries on where this one stopped
@@ -70,8 +62,8 @@ class Deadline:
     max_requests: int  # requests in all, the first included, before reporting a stall
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Deadline:
-        return cls(settings["SAGA_DEADLINE"], settings["SAGA_MAX_REQUESTS"])
+    def from_settings(cls, settings: ShippingSettings) -> Deadline:
+        return cls(settings.saga_deadline, settings.saga_max_requests)
 
     @property
     def interval(self) -> float:
@@ -94,7 +86,7 @@ class Chased:
                       self.stalled + other.stalled)
 
 
-def tasks(db: Database, settings: Settings) -> Sequence[PeriodicTask]:
+def tasks(db: Database, settings: ShippingSettings) -> Sequence[PeriodicTask]:
     """The worker's periodic work for shipping (`ServiceSpec.periodic`)."""
     deadline = Deadline.from_settings(settings)
     return [PeriodicTask("saga-deadline", deadline.interval, partial(run_pass, db, deadline))]

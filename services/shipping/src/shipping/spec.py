@@ -6,6 +6,7 @@ from fleet_shared.service import ServiceSpec
 from shipping import saga
 from shipping.events import PUBLISHES
 from shipping.handlers import HANDLERS
+from shipping.settings import ShippingSettings
 
-SERVICE = ServiceSpec(name="shipping", title="Shipping", handlers=HANDLERS,
-                      publishes=PUBLISHES, extra_settings=saga.SETTINGS, periodic=saga.tasks)
+SERVICE = ServiceSpec(name="shipping", title="Shipping", settings=ShippingSettings,
+                      handlers=HANDLERS, publishes=PUBLISHES, periodic=saga.tasks)

@@ -13,7 +13,6 @@ from fleet_shared.contracts import contracts
 from fleet_shared.domain import InvalidTransition
 from fleet_shared.events.consumer import PoisonEvent
 from fleet_shared.events.envelope import Event
-from fleet_shared.settings import load_settings
 from support import handlers, services
 from support.spec import SERVICE
 
@@ -106,7 +105,7 @@ def test_every_shipping_event_has_a_handler_and_a_contract() -> None:
 
 
 def test_the_topology_binds_support_queue_to_every_handled_type() -> None:
-    settings = load_settings(SERVICE.settings, {
+    settings = SERVICE.load_settings({
         "DATABASE_URL": "postgresql://x@db/x", "BROKER_URL": "amqp://mq/", "JWT_SECRET": "s" * 32})
     topology = SERVICE.topology(settings)
     assert topology.queue == "support.events"

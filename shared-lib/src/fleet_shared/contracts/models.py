@@ -1,8 +1,9 @@
 """The base of every event's `data` model, and the registry of (type, version) → model.
 
 Each publishing service's events are declared in a module of its own beside this one
-(`inventory.py`, `shipping.py`); `@contract(type, version)` ties a model to one published
-version. The committed JSON Schemas in ``events/`` are generated from these models
+(`inventory.py`, `shipping.py`, ...), which the package imports as a whole (so `REGISTRY` is
+complete once any contract module is imported); `@contract(type, version)` ties a model to one
+published version. The committed JSON Schemas in ``events/`` are generated from these models
 (`fleet_shared.contracts.generate`), so a consumer that reads `Model.of(event)` and one that
 validates the JSON against the schema read the same contract.
 

@@ -38,6 +38,7 @@ from fleet_shared.db import CONTENTION, OUTAGE, Database, UnitOfWork, error_kind
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, Topology, connection_parameters
 from fleet_shared.events.envelope import EnvelopeError, Event
+from fleet_shared.settings import EventSettings, defaults
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class Consumer:
         handlers: Mapping[str, Handler],
         broker_url: str,
         *,
-        prefetch: int = 50,
+        prefetch: int = defaults(EventSettings).consumer_prefetch,
         validate: Validator | None = None,
         name: str = "consumer",
         after_commit: Callable[[], None] | None = None,

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from fleet_shared.db import Database
 from fleet_shared.events import metrics
 from fleet_shared.events.broker import CONNECTION_ERRORS, Backoff, connection_parameters
+from fleet_shared.settings import EventSettings, defaults
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class OutboxRelay:
         name: str = "relay",
         batch_size: int = 1000,
         poll_interval: float = 0.01,
-        idle_poll: float = 0.25,
+        idle_poll: float = defaults(EventSettings).relay_idle_poll,
         backlog_interval: float = 5.0,
         mandatory: Callable[[str], bool] = lambda _type: True,
     ) -> None:

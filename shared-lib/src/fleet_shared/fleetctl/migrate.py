@@ -8,7 +8,6 @@ the service the local URLs; it runs the migrations with `run_migrations` below.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -30,17 +29,20 @@ def service_command(service: str, command: str) -> list[str]:
     raise CommandError(f"the {service} command is not installed: run `make setup`")
 
 
-def run_migrations(service: str, env: Mapping[str, str], log_path: Path | None = None) -> None:
-    """``<svc> migrate`` with `env`; its output goes to `log_path` (or the terminal)."""
+def run_migrations(service: str, env: Mapping[str, str] | None,
+                   log_path: Path | None = None) -> None:
+    """``<svc> migrate`` with `env` (None: this process's environment, inherited); its output
+    goes to `log_path` (or the terminal)."""
     argv = service_command(service, "migrate")
+    child_env = None if env is None else dict(env)
     if log_path is None:
-        status = subprocess.run(argv, env=dict(env), check=False).returncode
+        status = subprocess.run(argv, env=child_env, check=False).returncode
         if status:
             raise CommandError(f"{service} migrate failed (exit status {status})", status)
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        status = subprocess.run(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+        status = subprocess.run(argv, env=child_env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, check=False).returncode
     if status:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
@@ -48,19 +50,19 @@ def run_migrations(service: str, env: Mapping[str, str], log_path: Path | None =
                            f"(full output in {log_path})")
 
 
-def database_given(env: Mapping[str, str]) -> bool:
-    """Whether the environment names the service's database (``DATABASE_URL[_FILE]``)."""
+def database_given(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment (None: this process's) names the service's database
+    (``DATABASE_URL[_FILE]``); the service checks the value when it loads its settings."""
     try:
-        return bool(setting_value("DATABASE_URL", env))
+        return bool(setting_value("DATABASE_URL", environ))
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from None
 
 
 def migrate(service: str, environ: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ if environ is None else environ)
-    if not database_given(env):
+    if not database_given(environ):
         raise CommandError("DATABASE_URL is not set: `fleetctl migrate` runs with the service's "
                            "own settings (for the local fleet's databases, install fleet-tools: "
                            "make setup)", 2)
-    run_migrations(service, env)
+    run_migrations(service, environ)
     return 0

@@ -1,14 +1,13 @@
 """Where a service's queues are and how to reach them, from the environment the services read.
 
 Broker: ``BROKER_URL`` or the file ``BROKER_URL_FILE`` names (as in a pod), else
-``FLEET_BROKER_URL`` (the local fleet's), else the local default. Queue names come from the
+``FLEET_BROKER_URL`` (the local fleet's), else the local broker. Queue names come from the
 same `Topology` the workers declare, with ``EVENT_EXCHANGE`` and ``EVENT_RETRY_DELAYS_MS``
-parsed by the services' own settings.
+read by the services' own settings model (`EventSettings`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -17,31 +16,39 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from fleet_shared.events.broker import Topology, connection_parameters
 from fleet_shared.fleetctl.console import CommandError
-from fleet_shared.settings import ConfigError, common_settings, load_settings, setting_value
+from fleet_shared.settings import (
+    LOCAL_BROKER_URL,
+    AmqpUrl,
+    ConfigError,
+    EventSettings,
+    SettingsModel,
+)
 
-#: The local fleet's broker (`fleetctl up` uses it too): where fleetctl looks when neither the
-#: service's settings nor ``FLEET_BROKER_URL`` name one.
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+class BrokerLocation(SettingsModel):
+    """Where fleetctl finds the broker: the service's own (inside a pod), else the local
+    fleet's, else the local broker."""
+
+    broker_url: AmqpUrl | None = None
+    fleet_broker_url: AmqpUrl | None = None
 
 
 def broker_url(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
     try:
-        url = setting_value("BROKER_URL", env)
+        location = BrokerLocation.load(environ)
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from None
-    return url or env.get("FLEET_BROKER_URL") or DEFAULT_BROKER_URL
+    given = location.broker_url or location.fleet_broker_url
+    return given.get_secret_value() if given else LOCAL_BROKER_URL
 
 
 def topology(service: str, environ: Mapping[str, str] | None = None) -> Topology:
     """The service's queue names (main, retry, parked); bindings are the worker's business."""
-    env = os.environ if environ is None else environ
-    wanted = {"EVENT_EXCHANGE", "EVENT_RETRY_DELAYS_MS"}
     try:
-        settings = load_settings([s for s in common_settings(service) if s.name in wanted], env)
+        settings = EventSettings.load(environ)
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from None
-    return Topology(service, settings["EVENT_EXCHANGE"], (), settings["EVENT_RETRY_DELAYS_MS"])
+    return Topology(service, settings.event_exchange, (), settings.event_retry_delays_ms)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ is fleet-tools' ``status``, which reports through `report` below.
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ import psycopg
 
 from fleet_shared.fleetctl import queues
 from fleet_shared.fleetctl.console import CommandError, say
-from fleet_shared.settings import ConfigError, common_settings, load_settings
+from fleet_shared.settings import ConfigError, ConnectionSettings, ProcessSettings
 
 
 def probe(url: str, timeout: float = 1.0) -> tuple[bool, str]:
@@ -72,7 +71,7 @@ def outbox_backlog(database_url: str) -> int:
 
 
 def service_status(service: str, database_url: str, broker_url: str,
-                   environ: Mapping[str, str]) -> ServiceStatus:
+                   environ: Mapping[str, str] | None = None) -> ServiceStatus:
     result = ServiceStatus(service)
     topology = queues.topology(service, environ)
     try:
@@ -93,24 +92,31 @@ def service_status(service: str, database_url: str, broker_url: str,
     return result
 
 
-def pod_status(service: str, environ: Mapping[str, str]
+class PodSettings(ConnectionSettings, ProcessSettings):
+    """What status reads in a pod: where the service's database and broker are, and the ports
+    its api and worker listen on."""
+
+
+def pod_status(service: str, environ: Mapping[str, str] | None = None
                ) -> tuple[dict[str, Any], list[ProcessStatus], list[ServiceStatus]]:
-    wanted = {"FLEET_ENV", "DATABASE_URL", "BROKER_URL", "PORT", "HEALTH_PORT"}
+    """The service of this pod, from the settings its processes load (None: this process's
+    environment)."""
     try:
-        settings = load_settings([s for s in common_settings(service) if s.name in wanted],
-                                 environ)
+        settings = PodSettings.load(environ, service=service)
     except ConfigError as exc:
         raise CommandError(f"{exc} (status inside a pod reads the service's environment)",
                            2) from None
     processes = []
-    for name, port in ((f"{service}-api", settings["PORT"]),
-                       (f"{service}-worker", settings["HEALTH_PORT"])):
+    for name, port in ((f"{service}-api", settings.port),
+                       (f"{service}-worker", settings.health_port)):
         ready, answer = probe(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
         if answer != "refused":  # only the process this pod runs listens
             processes.append(ProcessStatus(name, None, port, True, "ok" if ready else answer))
     summary = {"status": "pod", "service": service}
-    return summary, processes, [service_status(service, settings["DATABASE_URL"],
-                                               settings["BROKER_URL"], environ)]
+    return summary, processes, [service_status(service,
+                                               settings.database_url.get_secret_value(),
+                                               settings.broker_url.get_secret_value(),
+                                               environ)]
 
 
 def _count(value: int | None) -> str:
@@ -152,6 +158,5 @@ def status(service: str | None, as_json: bool, environ: Mapping[str, str] | None
     if service is None:
         raise CommandError("give --service: inside a pod status checks that service (the local "
                            "fleet's status needs fleet-tools: make setup)", 2)
-    env = dict(os.environ if environ is None else environ)
-    summary, processes, services = pod_status(service, env)
+    summary, processes, services = pod_status(service, environ)
     return 0 if report(summary, processes, services, as_json) else 1

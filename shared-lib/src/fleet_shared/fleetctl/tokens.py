@@ -13,7 +13,6 @@ token cannot be revoked, only outlived.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,29 +21,31 @@ from typing import Any
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.http.auth import mint_token
 from fleet_shared.settings import (
+    DEVELOPMENT_JWT_SECRET,
+    MIN_HMAC_SECRET_BYTES,
     ConfigError,
-    Settings,
-    common_settings,
+    JwtSettings,
+    Secret,
     is_well_known_secret,
-    load_settings,
     parse_duration,
-    setting_value,
 )
 
 SCOPE = re.compile(r"^[a-z][a-z0-9_-]*:(read|write)$")
 MAX_TTL = 24 * 3600
 
-#: Whether a local fleet started from this environment signs with the development secret,
-#: and if not, why not (one clause for the error line).
-LocalFleet = Callable[[Mapping[str, str]], tuple[bool, str]]
+#: Whether a local fleet started from this environment (None: this process's) signs with the
+#: development secret, and if not, why not (one clause for the error line).
+LocalFleet = Callable[[Mapping[str, str] | None], tuple[bool, str]]
 
 
-def development_default(name: str) -> str:
-    """A shared setting's development default, as `fleet_shared.settings` declares it."""
-    for setting in common_settings("any"):
-        if setting.name == name and setting.dev_default is not None:
-            return setting.dev_default
-    raise KeyError(name)
+class TokenSettings(JwtSettings):
+    """What a token is signed with and must say: the local fleet's secret, else the services'
+    (a file in a pod), and the claims the services check (`JwtSettings`). The secrets are
+    checked here rather than by the model, so that a missing or published one can be allowed
+    where it is the services' own (see `signing_secret`)."""
+
+    fleet_jwt_secret: Secret | None = None  # what `fleetctl up` gives the local fleet
+    jwt_secret: Secret | None = None
 
 
 def parse_ttl(raw: str) -> int:
@@ -62,64 +63,56 @@ def parse_ttl(raw: str) -> int:
     return seconds
 
 
-def _settings(env: Mapping[str, str], *names: str) -> Settings:
-    """The named service settings, read as the services read them (``<NAME>_FILE`` too)."""
+def _settings(environ: Mapping[str, str] | None) -> TokenSettings:
     try:
-        return load_settings([s for s in common_settings("any") if s.name in names], env)
+        return TokenSettings.load(environ)
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from None
 
 
-def _raw(env: Mapping[str, str], name: str) -> str | None:
-    """A service setting as given (``<NAME>`` or ``<NAME>_FILE``), before any check."""
-    try:
-        return setting_value(name, env)
-    except ConfigError as exc:
-        raise CommandError(str(exc), 2) from None
-
-
-def _development(env: Mapping[str, str], local_fleet: LocalFleet | None) -> tuple[bool, str]:
+def _development(settings: TokenSettings, environ: Mapping[str, str] | None,
+                 local_fleet: LocalFleet | None) -> tuple[bool, str]:
     """Whether the development secret is the services' secret here, and if not, why not."""
-    fleet_env = _raw(env, "FLEET_ENV")
-    if fleet_env == "development":
+    if settings.development:
         return True, ""
-    if fleet_env:
-        return False, f"FLEET_ENV={fleet_env}"
+    if "fleet_env" in settings.model_fields_set:
+        return False, f"FLEET_ENV={settings.fleet_env}"
     if local_fleet is None:
         return False, "FLEET_ENV is not development"
-    return local_fleet(env)
+    return local_fleet(environ)
 
 
 def signing_secret(environ: Mapping[str, str] | None = None,
                    local_fleet: LocalFleet | None = None) -> str:
-    env = os.environ if environ is None else environ
-    name = "FLEET_JWT_SECRET" if env.get("FLEET_JWT_SECRET") else "JWT_SECRET"
-    secret = env.get(name) if name == "FLEET_JWT_SECRET" else _raw(env, name)
-    if not secret:
-        allowed, why = _development(env, local_fleet)
+    settings = _settings(environ)
+    name, given = ("FLEET_JWT_SECRET", settings.fleet_jwt_secret) if settings.fleet_jwt_secret \
+        else ("JWT_SECRET", settings.jwt_secret)
+    if given is None:
+        allowed, why = _development(settings, environ, local_fleet)
         if not allowed:
             raise CommandError(f"no signing secret: set JWT_SECRET (FLEET_JWT_SECRET for a local "
                                f"fleet); the development secret is not used because {why}", 2)
-        return development_default("JWT_SECRET")
+        return DEVELOPMENT_JWT_SECRET
+    secret = given.get_secret_value()
     if is_well_known_secret(secret):
-        allowed, why = _development(env, local_fleet)
+        allowed, why = _development(settings, environ, local_fleet)
         if not allowed:
             raise CommandError(f"{name} is the published development secret or a placeholder, "
                                f"refused because {why}", 2)
-    if len(secret.encode()) < 32:
+    if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
         raise CommandError("the signing secret (FLEET_JWT_SECRET / JWT_SECRET) must be at "
-                           "least 32 bytes", 2)
+                           f"least {MIN_HMAC_SECRET_BYTES} bytes", 2)
     return secret
 
 
-def _claims(env: Mapping[str, str]) -> dict[str, Any]:
+def _claims(environ: Mapping[str, str] | None) -> dict[str, Any]:
     """The issuer and audience the services check, when this environment sets them (a pod)."""
-    settings = _settings(env, "JWT_ISSUER", "JWT_AUDIENCE")
+    settings = _settings(environ)
     claims: dict[str, Any] = {}
-    if settings["JWT_ISSUER"]:
-        claims["iss"] = settings["JWT_ISSUER"]
-    if settings["JWT_AUDIENCE"]:
-        claims["aud"] = settings["JWT_AUDIENCE"][0]
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience[0]
     return claims
 
 
@@ -145,7 +138,6 @@ def _private_key(path: Path) -> tuple[Any, str]:
 def token(subject: str, scope: str, ttl: int, private_key: Path | None = None,
           environ: Mapping[str, str] | None = None, key_id: str | None = None,
           local_fleet: LocalFleet | None = None) -> str:
-    env = os.environ if environ is None else environ
     if not subject.strip():
         raise CommandError("--sub must not be empty", 2)
     if ttl <= 0:
@@ -159,6 +151,6 @@ def token(subject: str, scope: str, ttl: int, private_key: Path | None = None,
     if private_key is not None:
         key, algorithm = _private_key(private_key)
         return mint_token(key, subject, " ".join(scopes), ttl, algorithm=algorithm,
-                          key_id=key_id, extra_claims=_claims(env))
-    return mint_token(signing_secret(env, local_fleet), subject, " ".join(scopes), ttl,
-                      key_id=key_id, extra_claims=_claims(env))
+                          key_id=key_id, extra_claims=_claims(environ))
+    return mint_token(signing_secret(environ, local_fleet), subject, " ".join(scopes), ttl,
+                      key_id=key_id, extra_claims=_claims(environ))

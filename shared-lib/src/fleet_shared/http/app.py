@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +23,7 @@ from fleet_shared.http.resources import ProblemApi, problem_for
 from fleet_shared.settings import (
     HMAC_ALGORITHMS,
     ConfigError,
-    Setting,
-    Settings,
-    load_settings,
+    FleetSettings,
     public_key_from_pem,
 )
 
@@ -39,7 +36,7 @@ class Fleet:
     """What a request needs from the app, kept in ``app.extensions["fleet"]``."""
 
     service: str
-    settings: Settings
+    settings: FleetSettings
     db: Database
     verifier: TokenVerifier
 
@@ -47,13 +44,11 @@ class Fleet:
 def create_service_app(
     service: str,
     title: str,
-    settings_spec: tuple[Setting, ...],
+    settings: FleetSettings,
     register: Callable[[ProblemApi], None],
-    config: Mapping[str, str] | None = None,
 ) -> Flask:
-    """Build a service's Flask app. `config` overrides the environment (tests use it)."""
-    settings = load_settings(settings_spec, {**os.environ, **(config or {})})
-    logs.configure_logging(service, "api", settings["LOG_LEVEL"])
+    """Build a service's Flask app from its loaded settings (``SERVICE.load_settings()``)."""
+    logs.configure_logging(service, "api", settings.log_level)
     app = Flask(service)
     app.config["RESTFUL_JSON"] = {"separators": (",", ":")}
     fleet = Fleet(service, settings, Database.from_settings(settings),
@@ -73,27 +68,27 @@ def create_service_app(
         return jsonify(build_openapi(api, title, "1.0.0", "/v1"))
 
     app.register_blueprint(blueprint)
-    if settings["METRICS_ENABLED"]:
-        install_metrics(app)
+    if settings.metrics_enabled:
+        install_metrics(app, multiprocess=settings.prometheus_multiproc_dir is not None)
     return app
 
 
-def verifier_from_settings(settings: Settings) -> TokenVerifier:
-    """The token verifier the JWT_* settings describe (checked by `load_settings` already)."""
-    algorithm = settings["JWT_ALGORITHM"]
-    rules = ClaimRules(audience=settings["JWT_AUDIENCE"], issuer=settings["JWT_ISSUER"],
-                       leeway=settings["JWT_LEEWAY"])
+def verifier_from_settings(settings: FleetSettings) -> TokenVerifier:
+    """The token verifier the JWT settings describe (checked together when they loaded)."""
+    algorithm = settings.jwt_algorithm
+    rules = ClaimRules(audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+                       leeway=settings.jwt_leeway)
     keys: KeySource
     if algorithm in HMAC_ALGORITHMS:
         # The current secret first: a token signed with it costs one HMAC, not two.
-        secrets = (settings["JWT_SECRET"], settings["JWT_PREVIOUS_SECRET"])
-        keys = StaticKeys(algorithm, tuple(s for s in secrets if s))
-    elif settings["JWT_JWKS_URL"]:
-        keys = JwksKeys(settings["JWT_JWKS_URL"], algorithm,
-                        refresh_interval=settings["JWT_JWKS_REFRESH"],
-                        lifetime=settings["JWT_JWKS_CACHE"], timeout=settings["JWT_JWKS_TIMEOUT"])
+        secrets = (settings.jwt_secret, settings.jwt_previous_secret)
+        keys = StaticKeys(algorithm, tuple(s.get_secret_value() for s in secrets if s))
+    elif settings.jwt_jwks_url:
+        keys = JwksKeys(settings.jwt_jwks_url, algorithm,
+                        refresh_interval=settings.jwt_jwks_refresh,
+                        lifetime=settings.jwt_jwks_cache, timeout=settings.jwt_jwks_timeout)
     else:
-        keys = StaticKeys(algorithm, (public_key_from_pem(settings["JWT_PUBLIC_KEY"],
+        keys = StaticKeys(algorithm, (public_key_from_pem(str(settings.jwt_public_key),
                                                           algorithm),))
     return TokenVerifier(keys, rules)
 

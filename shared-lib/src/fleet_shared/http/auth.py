@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jwt
 
 from fleet_shared.problems import Problem
+from fleet_shared.settings import JwtSettings, defaults
 
 if TYPE_CHECKING:
     from jwt.types import Options
 
 log = logging.getLogger(__name__)
-HMAC_ALGORITHMS = ("HS256",)
 #: A verified token is trusted from the cache at most this long, however far its exp: a key
 #: withdrawn from the provider's JWKS stops being honoured within a few minutes.
 CACHE_SECONDS = 300.0
@@ -48,7 +48,8 @@ class ClaimRules:
 
     audience: tuple[str, ...] | None = None  # one of them must be in `aud`
     issuer: str | None = None  # `iss` must equal it
-    leeway: float = 30.0  # seconds of clock skew allowed on exp, nbf and iat
+    # Seconds of clock skew allowed on exp, nbf and iat.
+    leeway: float = defaults(JwtSettings).jwt_leeway
 
 
 class KeySource(Protocol):

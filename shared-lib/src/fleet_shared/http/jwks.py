@@ -36,7 +36,7 @@ import requests
 from jwt import PyJWK, PyJWTError
 
 from fleet_shared.http.auth import unauthorized
-from fleet_shared.settings import check_public_key
+from fleet_shared.settings import JwtSettings, check_public_key, defaults
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 512 * 1024  # a JWKS is a few KiB; anything near this is not one
@@ -80,9 +80,9 @@ class JwksKeys:
         url: str,
         algorithm: str,
         *,
-        refresh_interval: float = 300.0,
-        lifetime: float = 3600.0,
-        timeout: float = 5.0,
+        refresh_interval: float = defaults(JwtSettings).jwt_jwks_refresh,
+        lifetime: float = defaults(JwtSettings).jwt_jwks_cache,
+        timeout: float = defaults(JwtSettings).jwt_jwks_timeout,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

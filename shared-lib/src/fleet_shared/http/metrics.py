@@ -148,8 +148,10 @@ class RequestMetrics:
                 log.exception("flushing request metrics failed")
 
 
-def install_metrics(app: Flask) -> RequestMetrics:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def install_metrics(app: Flask, multiprocess: bool = False) -> RequestMetrics:
+    """Request metrics for `app`, served at /metrics: from every gunicorn worker's files when
+    `multiprocess` (PROMETHEUS_MULTIPROC_DIR is set), else from this process alone."""
+    if multiprocess:
         exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, export_defaults=False)
     else:
         exporter = PrometheusMetrics(app, registry=CollectorRegistry(), export_defaults=False)
