@@ -53,7 +53,7 @@ NAMESPACE = "fleet"
 SCRAPE = "1s"
 LOAD_SECONDS = 15
 #: Events for the backlog: `shipping.reservation.declined` is consumed by inventory alone
-#: (contracts/subscriptions.json) and answered with nothing, so the backlog stays in
+#: (contracts/subscriptions/) and answered with nothing, so the backlog stays in
 #: inventory's queue and sends no work to another service.
 BACKLOG_TYPE = "shipping.reservation.declined"
 BACKLOG_EVENTS = 12_000

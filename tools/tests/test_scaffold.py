@@ -32,7 +32,16 @@ from fleet_tools.testing import PG_ADMIN_URL, RUN_ID, drop_database
 from tests.deploy.support import helm_objects, helm_render, load_documents, validate_objects
 
 REPO = Path(__file__).resolve().parents[2]
-NAME = "parcels"
+
+
+def throwaway_name() -> str:
+    """parcels, unless the repository has a service of that name by now."""
+    taken = {path.name for path in (REPO / "services").iterdir()}
+    return next(name for name in ("parcels", *(f"parcels{n}" for n in range(2, 100)))
+                if name not in taken)
+
+
+NAME = throwaway_name()
 SERVICES = ("inventory", "shipping", "support", NAME)
 OWNED = (f"services/{NAME}", f"helm/{NAME}", f"deploy/k8s/base/{NAME}",
          f"deploy/k8s/overlays/dev/postgres/{NAME}", f"docs/{NAME}.md",

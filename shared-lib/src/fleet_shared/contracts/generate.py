@@ -21,8 +21,8 @@ from pydantic.json_schema import GenerateJsonSchema
 from fleet_shared.contracts import SCHEMA_DIR, inventory, shipping
 from fleet_shared.contracts.models import REGISTRY, EventData
 
-# One module per publishing service; importing it registers its models. A new publisher's
-# module is added here.
+# One module per publishing service; the package imports every one of them when it loads
+# (fleet_shared.contracts), so a new publisher's module needs no edit here.
 PUBLISHERS = (inventory, shipping)
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 Models = Mapping[tuple[str, int], type[EventData]]

@@ -51,8 +51,8 @@ def steps(owned: Sequence[str] = ()) -> list[Step]:
     python = sys.executable
     bin_dir = Path(python).parent
     return [
-        # The template's imports are in the order of a name after fleet_shared and fleet_tools
-        # (the first-party packages sort by name); another name moves them.
+        # The first-party packages (fleet_shared, fleet_tools, the service's own) sort by
+        # name, so no one order of the template's imports is right for every name.
         Step("sort the imports for its name", (str(bin_dir / "ruff"), "check", "--quiet",
                                                "--select", "I", "--fix", *python_paths(owned))),
         Step("lock the workspace with the new package", (uv, "lock")),
