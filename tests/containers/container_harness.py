@@ -33,7 +33,7 @@ import pytest
 from psycopg import sql
 
 from fleet_shared.http.auth import mint_token
-from fleet_tools import registry
+from fleet_tools import registry, testing
 from fleet_tools.provision import ensure_database, ensure_role
 from fleet_tools.testing import BROKER_HOST, PG_ADMIN_URL, RUN_ID, drop_database, rabbitmqctl
 
@@ -115,14 +115,7 @@ def process_status(container: str) -> dict[str, str]:
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str,
              interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return testing.wait_for(check, timeout, what, interval)
 
 
 # --- HTTP ---------------------------------------------------------------------------------

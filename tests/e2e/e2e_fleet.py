@@ -30,7 +30,7 @@ import pytest
 from e2e_client import FleetClient
 
 from fleet_shared.http.auth import mint_token
-from fleet_tools import registry
+from fleet_tools import registry, testing
 from fleet_tools.config import MAX_REPLICAS, LocalConfig
 from fleet_tools.prereqs import planned_ports
 from fleet_tools.testing import PG_ADMIN_URL, RUN_ID, drop_database
@@ -145,14 +145,8 @@ class Fleet:
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
              interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The plugin's wait_for with the slower pace a whole fleet needs."""
+    return testing.wait_for(check, timeout, what, interval)
 
 
 def fleet_env(run_dir: Path, base: int, broker_url: str, secret: str, prefix: str

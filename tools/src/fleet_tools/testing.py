@@ -151,7 +151,8 @@ def token(scopes: str, subject: str = "tester", ttl: int = 600) -> str:
     return mint_token(JWT_SECRET, subject, scopes, ttl)
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
+             interval: float = 0.05) -> Any:
     """Poll until `check()` returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -159,7 +160,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
 
