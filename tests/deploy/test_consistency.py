@@ -308,7 +308,7 @@ def test_api_serves_the_probe_and_metrics_paths(name: str,
         assert metrics.status_code == 200
         text = metrics.get_data(as_text=True)
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()
     # The counter prometheus-adapter turns into flask_http_request_per_second (HPA).
     assert "flask_http_request_total{" in text and "url_rule=" in text
 

@@ -275,18 +275,24 @@ class UnitOfWork:
     Events added with `publish()` are written to the outbox in the same transaction as the
     state change, so either both happen or neither does. Units of work nest: inside an outer
     block, `commit()` only flushes and the outermost block decides (the Idempotency-Key store
-    uses this to save the response in the same transaction as the effect).
+    uses this to save the response in the same transaction as the effect). Once a commit has
+    written events, `after_publish` is called (the process's relay takes them to the broker
+    at once instead of at its next look at the outbox).
     """
 
     session: Session
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    def __init__(self, session_factory: Callable[[], Session],
+                 after_publish: Callable[[], None] | None = None) -> None:
         self._session_factory = session_factory
+        self._after_publish = after_publish
         self._depth = 0
+        self._published = False
 
     def __enter__(self) -> UnitOfWork:
         if self._depth == 0:
             self.session = self._session_factory()
+            self._published = False
         self._depth += 1
         return self
 
@@ -312,12 +318,33 @@ class UnitOfWork:
         assert connection is not None
         connection.execute(_INSERT_OUTBOX, (event.id, event.type, event.correlation_id,
                                             event.to_json()))
+        self._published = True
 
     def commit(self) -> None:
         if self._depth > 1:
             self.session.flush()
-        else:
-            self.session.commit()
+            return
+        self.session.commit()
+        if self._published and self._after_publish is not None:
+            self._published = False
+            self._after_publish()
+
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] | Mapping[str, Any] | None
+                = None) -> psycopg.Cursor[Any]:
+        """Run one statement (psycopg ``%s`` / ``%(name)s`` parameters) in this unit's
+        transaction, on its driver connection: the cheap way for handlers and services to write.
+
+        ``session.execute(text(...))`` compiles, caches and wraps every statement and its result
+        (in the consumer that cost more than the write's own round trip); here the statement
+        goes to psycopg as it is, and psycopg prepares it on the server after a few runs.
+        Pending ORM changes are flushed first, as ``session.execute`` would; what the statement
+        changes is not seen by ORM objects already loaded. Returns psycopg's cursor (rows of a
+        ``RETURNING``, ``rowcount``).
+        """
+        self.session.flush()
+        connection = self.session.connection().connection.driver_connection
+        assert connection is not None
+        return connection.execute(sql, params)  # type: ignore[no-any-return]
 
 
 class Database:
@@ -332,6 +359,10 @@ class Database:
     on the client and the statement goes out behind the transaction's timeouts as one
     multi-statement query, which PostgreSQL runs as one implicit transaction.
     """
+
+    # Called after every commit that wrote outbox rows (see UnitOfWork): the process's relay,
+    # if it runs one, wakes up. Must not block.
+    after_publish: Callable[[], None] | None = None
 
     def __init__(self, database_url: str, pool_size: int = _DEFAULTS.db_pool_size,
                  timeouts: Timeouts | None = None, *,
@@ -375,7 +406,7 @@ class Database:
         return cursor
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions)
+        return UnitOfWork(self.sessions, self.after_publish)
 
     def ping(self) -> None:
         with self.read_engine.connect() as conn:

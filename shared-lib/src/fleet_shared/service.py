@@ -115,11 +115,12 @@ def build_worker(spec: ServiceSpec[S], settings: S, health: bool = True) -> Work
     broker_url = settings.broker_url.get_secret_value()
     relay = OutboxRelay(db, broker_url, settings.event_exchange, name=f"{spec.name}-relay",
                         idle_poll=settings.relay_idle_poll, mandatory=has_consumers)
+    db.after_publish = relay.wake  # handlers and periodic tasks that wrote events
     consumer = None
     if spec.handlers:
         consumer = Consumer(db, spec.topology(settings), spec.handlers, broker_url,
                             prefetch=settings.consumer_prefetch, validate=validate,
-                            name=f"{spec.name}-consumer", after_commit=relay.wake,
+                            name=f"{spec.name}-consumer",
                             accepts=spec.accepted_versions)
     tasks = [PeriodicTask("retention", retention.PRUNE_INTERVAL,
                           partial(retention.prune, db, settings,

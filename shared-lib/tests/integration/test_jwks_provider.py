@@ -176,7 +176,7 @@ def test_rotation_is_picked_up_after_one_refresh_and_fetches_stay_bounded(
         assert response.status_code == 401
         assert "cannot be fetched" in response.get_json()["detail"]
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()
 
 
 def test_a_withdrawn_key_stops_passing_once_the_cache_expires(provider: Provider) -> None:
@@ -191,7 +191,7 @@ def test_a_withdrawn_key_stops_passing_once_the_cache_expires(provider: Provider
         assert get(app, bearer(new_key, new_kid)).status_code == 200
         assert provider.hits == 2
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()
 
 
 def test_a_provider_down_from_the_start_is_a_401_and_few_attempts(provider: Provider) -> None:
@@ -205,7 +205,7 @@ def test_a_provider_down_from_the_start_is_a_401_and_few_attempts(provider: Prov
             assert "cannot be fetched" in response.get_json()["detail"]
         assert app.extensions["fleet"].verifier.keys.fetches <= 2
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()
 
 
 def test_claims_are_checked_against_the_provider_settings(provider: Provider) -> None:
@@ -223,4 +223,4 @@ def test_claims_are_checked_against_the_provider_settings(provider: Provider) ->
         assert get(app, token(aud=AUDIENCE)).status_code == 401
         assert get(app, token(iss=ISSUER)).status_code == 401
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()

@@ -92,7 +92,7 @@ def test_a_service_api_reads_and_writes_through_pgbouncer(
         assert sorted((p["sku"], p["on_hand"]) for p in listed) == [
             (f"PGB-{n}", ROUNDS) for n in range(threads)]
     finally:
-        app.extensions["fleet"].db.dispose()
+        app.extensions["fleet"].close()
 
 
 def test_the_relay_and_the_consumer_move_events_through_pgbouncer(

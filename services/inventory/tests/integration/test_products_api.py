@@ -285,4 +285,4 @@ def test_a_database_outage_answers_503_not_a_stack_trace(settings_env: dict[str,
         assert client.get("/readyz").status_code == 503
         assert client.get("/livez").status_code == 200
     finally:
-        down.extensions["fleet"].db.dispose()
+        down.extensions["fleet"].close()

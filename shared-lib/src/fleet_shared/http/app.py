@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from fleet_shared import logs
 from fleet_shared.db import Database
+from fleet_shared.events.on_commit import RelayOnCommit, relay_on_commit
 from fleet_shared.http.auth import ClaimRules, KeySource, StaticKeys, TokenVerifier
 from fleet_shared.http.jwks import JwksKeys
 from fleet_shared.http.metrics import install_metrics
@@ -39,6 +40,13 @@ class Fleet:
     settings: FleetSettings
     db: Database
     verifier: TokenVerifier
+    relay: RelayOnCommit | None = None  # events leave right after their commit
+
+    def close(self) -> None:
+        """Stop the relay (its batch in flight confirmed and marked) and close the pools."""
+        if self.relay is not None:
+            self.relay.stop()
+        self.db.dispose()
 
 
 def create_service_app(
@@ -54,6 +62,8 @@ def create_service_app(
     fleet = Fleet(service, settings, Database.from_settings(settings),
                   verifier_from_settings(settings))
     app.extensions["fleet"] = fleet
+    if settings.publish_on_commit:
+        fleet.relay = relay_on_commit(fleet.db, settings, name=f"{service}-api-relay")
 
     _install_request_id(app)
     _install_problem_handlers(app)

@@ -76,6 +76,9 @@ class EventSettings(BaseFleetSettings):
     event_retry_delays_ms: Milliseconds = (1000, 10000, 60000)
     # The longest pause between an idle relay's looks at the outbox.
     relay_idle_poll: Duration = 250 * MILLISECOND
+    # An api process relays the events its own commits wrote at once (fleet_shared.events.
+    # on_commit); off, they wait for the worker relay's next look at the outbox.
+    publish_on_commit: Flag = True
 
 
 class DatabaseSettings(BaseFleetSettings):
