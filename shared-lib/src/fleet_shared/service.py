@@ -23,7 +23,7 @@ from fleet_shared.db import Database
 from fleet_shared.events.broker import QueueDepth, Topology
 from fleet_shared.events.consumer import Consumer, Handler
 from fleet_shared.events.relay import OutboxRelay
-from fleet_shared.http.metrics import multiprocess_dir
+from fleet_shared.multiprocess import multiprocess_dir
 from fleet_shared.settings import (
     FILE_SUFFIX,
     ConfigError,

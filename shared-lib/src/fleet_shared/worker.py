@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -100,6 +99,10 @@ class HealthServer:
                  host: str = defaults(ProcessSettings).bind_host,
                  alive: Callable[[], dict[str, bool]] = lambda: {},
                  multiprocess_metrics: bool = False) -> None:
+        # Imported here: every api imports this module (for PeriodicTask, through its
+        # service's spec) and has no use for a second HTTP server.
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         registry = _metrics_registry(multiprocess_metrics)
 
         def answer(checks: dict[str, bool]) -> tuple[int, bytes]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleet_shared.fleetctl.console import CommandError
 from fleet_shared.fleetctl.migrate import service_command
-from fleet_shared.http.metrics import multiprocess_dir
+from fleet_shared.multiprocess import multiprocess_dir
 from fleet_shared.settings import ConfigError, ProcessSettings, defaults
 from fleet_tools import gateway
 from fleet_tools.config import LocalConfig, Replica

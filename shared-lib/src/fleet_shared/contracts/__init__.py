@@ -23,12 +23,13 @@ import json
 import pkgutil
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
+from typing import TYPE_CHECKING, Any
 
 from fleet_shared.events.consumer import PoisonEvent
 from fleet_shared.events.envelope import Event
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 SCHEMA_DIR = Path(__file__).parent / "events"
 SUBSCRIPTIONS = Path(__file__).parent / "subscriptions"
@@ -40,6 +41,9 @@ class ContractError(PoisonEvent):
 
 @cache
 def contracts() -> dict[tuple[str, int], dict[str, Any]]:
+    # Imported here: only the worker and the tools validate events; an api never loads it.
+    from jsonschema import Draft202012Validator
+
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for path in sorted(SCHEMA_DIR.glob("*.json")):
         event_type, _, version = path.stem.rpartition(".v")
@@ -54,6 +58,8 @@ def _validator(event_type: str, version: int) -> Draft202012Validator:
     schema = contracts().get((event_type, version))
     if schema is None:
         raise ContractError(f"no contract for {event_type} v{version}")
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema)
 
 

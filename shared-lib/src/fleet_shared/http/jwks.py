@@ -30,13 +30,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from jwt import PyJWK, PyJWTError
 
 from fleet_shared.http.auth import unauthorized
 from fleet_shared.settings import JwtSettings, check_public_key, defaults
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 512 * 1024  # a JWKS is a few KiB; anything near this is not one
@@ -164,6 +166,9 @@ class JwksKeys:
     def _download(self) -> Any:
         """The JSON document at `url`, within the timeout as a whole and MAX_BYTES."""
         deadline = time.monotonic() + self.timeout
+        # Imported here: an api whose keys are static never loads an HTTP client.
+        import requests
+
         session: Any = self._session or requests
         with session.get(self.url, timeout=(self.timeout, self.timeout), stream=True,
                          headers={"Accept": "application/json"}) as response:
