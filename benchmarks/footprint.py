@@ -33,11 +33,15 @@ STARTS = 3
 EVENTS = 3000
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """Resident (RSS) and proportional (PSS: shared pages divided among their sharers)
+    memory of one process, in MB."""
+    found = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Rss", "Pss"):
+            found[key] = int(value.split()[0]) / 1024
+    return found["Rss"], found["Pss"]
 
 
 def _family(root: int) -> list[int]:
@@ -78,7 +82,8 @@ def _started(command: str, env: dict[str, str], port: int) -> Iterator[tuple[int
 
 
 def _memory(pids: list[int]) -> str:
-    return " + ".join(f"{_rss_mb(pid):.0f}" for pid in pids) + " MB"
+    """RSS (PSS) of each process, in MB."""
+    return " + ".join("{:.0f} ({:.0f})".format(*_memory_mb(pid)) for pid in pids) + " MB"
 
 
 def _start_times(command: str, env: dict[str, str]) -> list[float]:
@@ -111,7 +116,7 @@ def _api(env: dict[str, str]) -> list[str]:
                        check=True, capture_output=True)
         sampler.join()
     return [f"api (gunicorn master + workers): start to /readyz "
-            f"{statistics.median(starts):.2f} s (median of {STARTS}); resident memory idle "
+            f"{statistics.median(starts):.2f} s (median of {STARTS}); memory RSS (PSS) idle "
             f"{idle}, under load {loaded[0]}"]
 
 
@@ -146,7 +151,7 @@ def _worker(env: dict[str, str]) -> list[str]:
         loaded = _memory([pid])
         feeder.join()
     return [f"worker: start to /readyz {statistics.median(starts):.2f} s (median of {STARTS});"
-            f" resident memory idle {idle}, under load {loaded}"]
+            f" memory RSS (PSS) idle {idle}, under load {loaded}"]
 
 
 def run(env: dict[str, str]) -> list[str]:

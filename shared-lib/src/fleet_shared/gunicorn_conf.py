@@ -11,6 +11,7 @@ loaded by ``<svc> api`` before it starts gunicorn, and again by each worker as i
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 from typing import Any
 
@@ -71,6 +72,17 @@ def on_starting(server: Any) -> None:
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.remove(stale)
+    import_app_module(server.app.app_uri)
+
+
+def import_app_module(app_uri: str | None) -> None:
+    """Import the app's module (and so Flask, SQLAlchemy, the service's code) in the master,
+    once, before it forks: each worker then only builds the app (`create_app()`: settings,
+    pools, routes) instead of importing everything again, and the workers share the imported
+    code's memory pages with the master. The app itself is not built here (no `preload_app`):
+    its pools and threads must belong to the worker that uses them."""
+    if app_uri:
+        importlib.import_module(app_uri.partition(":")[0])
 
 
 def child_exit(server: Any, worker: Any) -> None:
