@@ -21,7 +21,8 @@ setup: .venv/.synced
 	@touch $@
 
 ## deps-system: nginx for the gateway, envsubst and busybox for its container entrypoint tests,
-## docker and debootstrap for the image tests (tests/containers), wrk for benchmarks
+## docker and debootstrap for the image tests (tests/containers), wrk for benchmarks,
+## Chromium and its chromedriver for the API docs' browser test (tests/e2e/test_docs_browser.py)
 ## (PostgreSQL and RabbitMQ are expected to run: fleetctl says how to start them)
 deps-system:
 	@missing=""; \
@@ -33,6 +34,8 @@ deps-system:
 	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
 	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
 	command -v pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && apt-get install -y -qq $$missing; \

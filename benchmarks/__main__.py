@@ -6,7 +6,7 @@ import secrets
 import sys
 from collections.abc import Callable
 
-from benchmarks import events, fleet, growth, http_paths
+from benchmarks import events, fleet, footprint, growth, http_paths
 from benchmarks.harness import Result, environment
 from fleet_shared.db import Database
 
@@ -20,6 +20,7 @@ SECTIONS: dict[str, Section] = {
     "consumer": lambda env, db, exchange: [events.consumer(db, env["BROKER_URL"], exchange)],
     "workers": lambda env, db, exchange: list(fleet.worker_classes(env)),
     "growth": lambda env, db, exchange: growth.run(env, exchange),
+    "footprint": lambda env, db, exchange: list(footprint.run(env)),
 }
 FLEET_SECTIONS = ("gateway", "saga")
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 
 from fleet_shared import migrations
-from fleet_shared.http.metrics import multiprocess_dir
+from fleet_shared.multiprocess import multiprocess_dir
 from fleet_tools.testing import (
     BROKER_HOST,
     JWT_SECRET,
@@ -147,3 +147,74 @@ def wrk_run(url: str, headers: dict[str, str] | None = None, seconds: int = 8,
     done = re.search(r"(\d+) requests in", out)
     assert done is not None
     return rps, float(p99.group(1)) * scale, int(done.group(1))
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Servers in front of one another (the gateway before an api): loaded at `url`, their
+    CPU counted together."""
+
+    url: str
+    servers: tuple[Server, ...]
+
+    def cpu_seconds(self) -> float:
+        return sum(server.cpu_seconds() for server in self.servers)
+
+
+@contextmanager
+def gateway(upstream: Server, service: str = "inventory") -> Iterator[Chain]:
+    """The fleet's gateway (gateway/nginx.conf.template, rendered as `fleetctl up` renders it)
+    routing /<service>/ to `upstream`, with a rate limit no benchmark reaches."""
+    from fleet_tools import gateway as nginx  # noqa: PLC0415 - only the HTTP figures need it
+
+    port = free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="fleet-bench-gw-"))
+    run_dir.chmod(0o755)
+    try:
+        values = nginx.local_values(run_dir, f"127.0.0.1:{port}",
+                                    {service: [upstream.url.removeprefix("http://")]},
+                                    rate="100000r/s", burst=100000)
+        conf = nginx.write_config(run_dir, values)
+        nginx.check_config(run_dir, conf)
+        process = subprocess.Popen(nginx.nginx_command(run_dir, conf),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_until_up(f"http://127.0.0.1:{port}/healthz", process, "the gateway")
+            yield Chain(f"http://127.0.0.1:{port}/{service}",
+                        (Server(f"http://127.0.0.1:{port}", process.pid), upstream))
+        finally:
+            process.terminate()
+            process.wait(30)
+    finally:
+        subprocess.run(["rm", "-rf", str(run_dir)], check=False)
+
+
+@contextmanager
+def uvicorn(app: str, env: dict[str, str], workers: int = 2) -> Iterator[Server]:
+    """Serve the ASGI `app` ("module:attribute") under uvicorn with `workers` processes, as
+    FastAPI's documentation deploys it (no access log: the fleet's apis write none either)."""
+    port = free_port()
+    full_env = {**os.environ, **env, "PYTHONPATH": ROOT}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+        env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base + "/livez", process, app)
+        yield Server(base, process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -5,7 +5,8 @@
 # setting is missing or malformed; builds the template's derived variables from the settings
 # (for each service GATEWAY_SERVICES lists, its upstream block and its route's target from its
 # <SERVICE>_SERVERS; the set_real_ip_from lines from GATEWAY_TRUSTED_PROXIES; NGINX's resolver
-# from GATEWAY_RESOLVER or /etc/resolv.conf);
+# from GATEWAY_RESOLVER or /etc/resolv.conf; the API docs' list of documents from the routed
+# services, and their directories from GATEWAY_DOCS_DIR and GATEWAY_SWAGGER_UI_DIR);
 # renders nginx.conf.template with envsubst restricted to exactly the template's variables
 # (NGINX's own $variables are left alone) into the writable run directory; then execs NGINX in
 # the foreground as PID 1. Extra arguments go to nginx ("-t" only checks).
@@ -25,10 +26,14 @@ required="GATEWAY_LISTEN GATEWAY_RATE GATEWAY_BURST GATEWAY_READ_TIMEOUT GATEWAY
 # <SERVICE>_SERVERS: all must be set (they name the deployment's services, so the image has no
 # default); an empty <SERVICE>_SERVERS leaves its service unrouted (its prefix answers 404).
 # Template variables the script computes from other settings.
-derived="GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES"
+derived="GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES GATEWAY_DOCS_CONFIG GATEWAY_DOCS_ROOT GATEWAY_SWAGGER_UI_ROOT"
 # How long NGINX uses a DNS answer when GATEWAY_RESOLVER_VALID is unset or empty: short, so a
 # Service created again with a new ClusterIP is reached within seconds.
 default_resolver_valid=10s
+# Where the image keeps the API docs' own files (gateway/docs/) and Swagger UI's assets, when
+# GATEWAY_DOCS_DIR / GATEWAY_SWAGGER_UI_DIR are unset or empty.
+default_docs_dir=/usr/share/fleet-gateway/docs
+default_swagger_ui_dir=/usr/share/fleet-gateway/swagger-ui
 
 fail() {
     # printf, not echo: dash's echo would expand a backslash in a quoted setting.
@@ -342,6 +347,8 @@ for service in $GATEWAY_SERVICES; do
     if [ "$service_name" = no ] || [ ${#service} -gt 63 ]; then
         fail "GATEWAY_SERVICES is invalid: '$service' is not a service name (a lower-case letter, then up to 62 lower-case letters and digits)"
     fi
+    [ "$service" != docs ] \
+        || fail "GATEWAY_SERVICES is invalid: 'docs' is reserved (the gateway serves its API docs at /docs)"
     case " $services " in
         *" $service "*) fail "GATEWAY_SERVICES is invalid: '$service' is listed twice" ;;
     esac
@@ -427,9 +434,48 @@ for service in $services; do
     fi
     GATEWAY_ROUTES="$GATEWAY_ROUTES${GATEWAY_ROUTES:+$newline        }$service $target;"
 done
+
+# The API docs: Swagger UI lists the OpenAPI document of every routed service, in the same
+# order; its files are in two directories (absolute paths, which the template quotes: no
+# quote, backslash, "$", ";", brace or "#" can reach NGINX, hence the short list of
+# characters, spelled out as above).
+GATEWAY_DOCS_CONFIG=""
+for service in $services; do
+    eval "target=\$fleet_target_$service"
+    [ -n "$target" ] || continue
+    GATEWAY_DOCS_CONFIG="$GATEWAY_DOCS_CONFIG${GATEWAY_DOCS_CONFIG:+,}{\"url\":\"/$service/v1/openapi.json\",\"name\":\"$service\"}"
+done
+GATEWAY_DOCS_CONFIG="{\"urls\":[$GATEWAY_DOCS_CONFIG]}"
+
+# docs_root SETTING DEFAULT: sets $root to the setting's directory (DEFAULT when unset or
+# empty) without its trailing slashes; fails on anything else than an absolute path of
+# letters, digits, spaces and . _ / + @ : ~ -.
+docs_root() {
+    eval "root=\${$1:-}"
+    [ -n "$root" ] || root=$2
+    case $root in
+        /*) ;;
+        *) fail "$1 is invalid: '$root' is not an absolute path of letters, digits, spaces and . _ / + @ : ~ -" ;;
+    esac
+    case $root in
+        *[!${upper}${lower}0123456789._/+@:~\ -]*)
+            fail "$1 is invalid: '$root' is not an absolute path of letters, digits, spaces and . _ / + @ : ~ -" ;;
+    esac
+    while :; do
+        case $root in
+            */) root=${root%/} ;;
+            *) break ;;
+        esac
+    done
+}
+docs_root GATEWAY_DOCS_DIR "$default_docs_dir"
+GATEWAY_DOCS_ROOT=$root
+docs_root GATEWAY_SWAGGER_UI_DIR "$default_swagger_ui_dir"
+GATEWAY_SWAGGER_UI_ROOT=$root
 set +f
 
-export GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES
+export GATEWAY_REAL_IP_FROM GATEWAY_RESOLVER_DIRECTIVE GATEWAY_UPSTREAMS GATEWAY_ROUTES \
+    GATEWAY_DOCS_CONFIG GATEWAY_DOCS_ROOT GATEWAY_SWAGGER_UI_ROOT
 for name in $derived; do
     format="$format \${$name}"
 done

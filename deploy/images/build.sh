@@ -194,7 +194,7 @@ done
 
 started=$(date +%s)
 logged gateway "$docker" build --network host --build-arg "NGINX_IMAGE=$nginx_image" \
-    -t "${prefix}gateway:$tag" "$repo/gateway"
+    --build-arg "PYTHON_IMAGE=$python_image" -t "${prefix}gateway:$tag" "$repo/gateway"
 record "${prefix}gateway:$tag" "$started"
 
 printf '%s\n' "${summary[@]}"

@@ -131,6 +131,7 @@ INVALID_SERVICES = [
     ("caf\u00e9", f"'caf\u00e9' {_NOT_A_NAME}"),
     ("inventory shipping\r", f"'shipping\r' {_NOT_A_NAME}"),  # an env file with CRLF
     ("inventory shipping inventory", "'inventory' is listed twice"),
+    ("inventory docs", "'docs' is reserved (the gateway serves its API docs at /docs)"),
     (" , ", "it names no service"),
 ]
 

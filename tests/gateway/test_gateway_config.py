@@ -133,6 +133,10 @@ def test_the_template_routes_every_service_with_one_location() -> None:
         r"^\s*location = /_problem/(\d{3})", template, re.M)]
     assert locations == [
         "^~ /_problem/", *problems, "= /healthz",
+        # The API docs: exact and ^~ prefix locations, so no regex location below sees /docs.
+        "= /docs", "^~ /docs/", "= /docs/", "= /docs/swagger-config.json",
+        "= /docs/swagger-initializer.js",
+        '~ "^/docs/swagger-ui/([A-Za-z0-9_-][A-Za-z0-9._-]*\\.(?:css|js|png))$"',
         # Probes first: regex locations are tried in order.
         '~* "^/[^/]+/(?:livez|readyz|metrics)(?:[/.;]|$)"',
         '~ "^/(?<fleet_service>[a-z][a-z0-9]*)/"',
@@ -182,11 +186,14 @@ def dockerfile_user() -> tuple[int, int]:
 
 def test_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
     text = DOCKERFILE.read_text()
-    (base,) = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    # The base may be a build argument; its default is what a plain build uses.
+    # A stage that unpacks Swagger UI's assets, then NGINX's image: the one that runs.
+    builder, base = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    # The bases may be build arguments; their defaults are what a plain build uses.
     arguments = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
-    base = re.sub(r"\$\{(\w+)\}", lambda m: arguments.get(m.group(1), m.group(0)), base)
+    base, builder = (re.sub(r"\$\{(\w+)\}", lambda m: arguments.get(m.group(1), m.group(0)),
+                            name) for name in (base, builder.split()[0]))
     assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+-alpine(@sha256:[0-9a-f]{64})?", base), base
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", builder)
     uid, gid = dockerfile_user()
     # Clear of the base image's accounts and the usual host's (the charts say the same).
     assert uid >= 10000 and gid >= 10000
@@ -496,3 +503,70 @@ def test_local_runner_needs_no_root_paths(nginx_bin: str, run_dir: Path) -> None
     absolute_paths = set(re.findall(r"(?<![\w$])(/(?:var|run|usr|etc)/\S*)", rendered))
     assert absolute_paths == set()
     assert os.fspath(run_dir) in rendered
+
+
+# --- API docs -------------------------------------------------------------------------------
+
+#: Docs directory settings, accepted (with the directory the template gets) and refused.
+VALID_DOCS_DIRS = [
+    ("/usr/share/fleet-gateway/docs/", "/usr/share/fleet-gateway/docs"),
+    ("/srv/My Checkout@2/gateway/docs//", "/srv/My Checkout@2/gateway/docs"),
+    ("/opt/venv/lib/python3.11/site-packages/swagger_ui_bundle/vendor/swagger-ui-4.15.5",
+     "/opt/venv/lib/python3.11/site-packages/swagger_ui_bundle/vendor/swagger-ui-4.15.5"),
+    ("/a+b:c~d", "/a+b:c~d"),
+]
+INVALID_DOCS_DIRS = ["docs", "./docs", "/srv/docs;", '/srv/"docs', "/srv/$docs", "/srv/{docs}",
+                     "/srv/docs#x", "/srv/d\\ocs", "/srv/caf\u00e9", "/srv/a\tb", "/srv/a'b"]
+
+
+def test_entrypoint_builds_the_docs_like_the_python_renderer(
+    nginx_bin: str, envsubst: str, shell: list[str], run_dir: Path
+) -> None:
+    resolv_conf = write_resolv_conf(run_dir, "nameserver 10.96.0.10\n")
+    # Unset, the image's own directories; the list is the routed services, in order.
+    settings = container_settings(run_dir, GATEWAY_SERVICES="support billing inventory",
+                                  BILLING_SERVERS="")
+    rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
+    assert f'alias "{gw.DEFAULT_DOCS_DIR}/index.html";' in rendered
+    assert f'alias "{gw.DEFAULT_SWAGGER_UI_DIR}/$1";' in rendered
+    assert ("""return 200 '{"urls":[{"url":"/support/v1/openapi.json","name":"support"},"""
+            """{"url":"/inventory/v1/openapi.json","name":"inventory"}]}';""") in rendered
+    for value, directory in VALID_DOCS_DIRS:
+        settings = container_settings(run_dir, GATEWAY_DOCS_DIR=value,
+                                      GATEWAY_SWAGGER_UI_DIR=value)
+        rendered = assert_renders_alike(run_dir, settings, shell, resolv_conf)
+        assert f'alias "{directory}/swagger-initializer.js";' in rendered
+        assert f'alias "{directory}/$1";' in rendered
+    for name in ("GATEWAY_DOCS_DIR", "GATEWAY_SWAGGER_UI_DIR"):
+        for value in INVALID_DOCS_DIRS:
+            assert_refused_alike(run_dir, container_settings(run_dir, **{name: value}), shell,
+                                 resolv_conf,
+                                 f"{name} is invalid: '{value}' is not an absolute path of "
+                                 "letters, digits, spaces and . _ / + @ : ~ -")
+
+
+def test_the_image_carries_the_docs_where_the_entrypoint_looks() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(rf"^COPY docs/ {gw.DEFAULT_DOCS_DIR}/$", text, re.M)
+    assert re.search(rf"^COPY --from=swagger-ui /swagger-ui/ {gw.DEFAULT_SWAGGER_UI_DIR}/$",
+                     text, re.M)
+    for name, default in (("default_docs_dir", gw.DEFAULT_DOCS_DIR),
+                          ("default_swagger_ui_dir", gw.DEFAULT_SWAGGER_UI_DIR)):
+        assert re.search(rf"^{name}={re.escape(default)}$", ENTRYPOINT.read_text(), re.M)
+    # Every file the page loads from Swagger UI is one the image copies.
+    page = (gw.DOCS_PATH / "index.html").read_text()
+    for name in re.findall(r'"/docs/swagger-ui/([^"]+)"', page):
+        assert re.search(rf"\s{re.escape(name)}[\s;]", text), name
+
+
+def test_the_image_takes_the_locked_swagger_ui_bundle() -> None:
+    """The same wheel as the local fleet's: uv.lock's version and hash."""
+    lock = (REPO / "uv.lock").read_text()
+    (package,) = re.findall(r'\[\[package\]\]\nname = "swagger-ui-bundle"\n(.*?)\n\n', lock,
+                            re.S)
+    version = re.search(r'^version = "([^"]+)"', package, re.M)
+    wheel = re.search(r'-py3-none-any\.whl", hash = "sha256:([0-9a-f]{64})"', package)
+    assert version and wheel
+    text = DOCKERFILE.read_text()
+    assert f"ARG SWAGGER_UI_BUNDLE_VERSION={version.group(1)}\n" in text
+    assert f"ARG SWAGGER_UI_BUNDLE_SHA256={wheel.group(1)}\n" in text

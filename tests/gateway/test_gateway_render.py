@@ -44,6 +44,9 @@ DECLARED = {
     "GATEWAY_RESOLVER_DIRECTIVE",
     "GATEWAY_UPSTREAMS",
     "GATEWAY_ROUTES",
+    "GATEWAY_DOCS_CONFIG",
+    "GATEWAY_DOCS_ROOT",
+    "GATEWAY_SWAGGER_UI_ROOT",
 }
 SERVERS = {"INVENTORY_SERVERS", "SHIPPING_SERVERS", "SUPPORT_SERVERS"}
 
@@ -110,7 +113,8 @@ def test_settings_and_template_variables() -> None:
     # What every deployment sets, besides a server setting per service it lists; the resolver
     # settings are worked out at start when unset.
     assert gw.SETTINGS == required | {"GATEWAY_SERVICES", "GATEWAY_TRUSTED_PROXIES"}
-    assert gw.OPTIONAL_SETTINGS == {"GATEWAY_RESOLVER", "GATEWAY_RESOLVER_VALID"}
+    assert gw.OPTIONAL_SETTINGS == {"GATEWAY_RESOLVER", "GATEWAY_RESOLVER_VALID",
+                                    "GATEWAY_DOCS_DIR", "GATEWAY_SWAGGER_UI_DIR"}
     assert gw.TEMPLATE_VARIABLES == required | gw.DERIVED_VARIABLES
 
 
@@ -327,7 +331,8 @@ def test_rendered_template_keeps_nginx_variables(run_dir: Path) -> None:
 def test_local_values_builds_every_variable(run_dir: Path) -> None:
     values = gw.local_values(run_dir, "127.0.0.1:8080", UPSTREAMS, rate="5r/s", burst=7,
                              read_timeout="2s", worker_processes=2)
-    assert set(values) == DECLARED | SERVERS | {"GATEWAY_SERVICES", "GATEWAY_TRUSTED_PROXIES"}
+    assert set(values) == DECLARED | SERVERS | {"GATEWAY_SERVICES", "GATEWAY_TRUSTED_PROXIES",
+                                                "GATEWAY_DOCS_DIR", "GATEWAY_SWAGGER_UI_DIR"}
     assert values["GATEWAY_SERVICES"] == "inventory shipping support"
     assert values["GATEWAY_LISTEN"] == "127.0.0.1:8080"
     assert values["GATEWAY_RATE"] == "5r/s"

@@ -9,16 +9,18 @@ from uuid import UUID
 import pytest
 from flask import Blueprint
 from flask_restful import Resource
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
 from fleet_shared.http.etag import IfMatch
 from fleet_shared.http.idempotency import KEY_PATTERN
-from fleet_shared.http.openapi import build_openapi
+from fleet_shared.http.openapi import PROBLEM_SCHEMA, build_openapi, examples, server_url
 from fleet_shared.http.pagination import Page
 from fleet_shared.http.resources import ProblemApi, operation
 
 
+@examples(bolt={"code": "BOLT-1", "name": "Bolt"}, nut={"code": "NUT-1", "name": "Nut"})
 class ThingCreate(BaseModel):
     code: str
     name: str
@@ -28,6 +30,7 @@ class ThingPatch(BaseModel):
     name: str | None = None
 
 
+@examples(bolt={"code": "BOLT-1", "name": "Bolt"})
 class Thing(BaseModel):
     code: str
     name: str
@@ -57,7 +60,8 @@ class Things(Resource):
     def get(self, query: ThingQuery) -> Any: ...
 
     @operation("Create a thing", scope="things:write", body=ThingCreate,
-               responses={201: Thing}, errors=(409,), idempotent=True)
+               responses={201: Thing}, idempotent=True,
+               conflicts={"duplicate-code": "A thing with code BOLT-1 already exists."})
     def post(self, body: ThingCreate) -> Any: ...
 
 
@@ -158,8 +162,10 @@ def test_problems_are_problem_documents_with_their_headers(document: dict[str, A
     responses = op(document, "/things/{code}", "patch")["responses"]
     for status in ("401", "412", "422", "429", "503"):
         problem = resolve(document, responses[status])
-        assert problem["content"] == {"application/problem+json": {
-            "schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert set(problem["content"]) == {"application/problem+json"}
+        media = problem["content"]["application/problem+json"]
+        assert media["schema"] == {"$ref": "#/components/schemas/Problem"}
+        assert media["examples"]
         assert "X-Request-ID" in problem["headers"]
     headers = {status: resolve(document, responses[status])["headers"]
                for status in ("401", "412", "429", "503")}
@@ -187,7 +193,8 @@ def test_success_headers_say_what_a_client_gets(document: dict[str, Any]) -> Non
 def test_a_page_is_one_schema_named_for_its_list(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     content = op(document, "/things", "get")["responses"]["200"]["content"]
-    assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/ThingList"}}}
+    assert set(content) == {"application/json"}
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ThingList"}
     assert schemas["ThingList"]["required"] == ["items", "next_cursor"]
     assert schemas["ThingList"]["properties"]["items"]["items"] \
         == {"$ref": "#/components/schemas/Thing"}
@@ -241,3 +248,105 @@ def test_reads_and_actions_link_to_the_rest_of_the_resource(document: dict[str, 
     assert links(document, "/things", "get", "200") == {}
     # Nothing supplies a note's id but the note's create.
     assert "getNoteItem" not in links(document, "/things/{code}", "get", "200")
+
+
+def media(document: dict[str, Any], response: dict[str, Any], kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = resolve(document, response)["content"][kind]
+    return found
+
+
+def test_models_carry_their_examples_to_bodies_and_responses(document: dict[str, Any]) -> None:
+    create = op(document, "/things", "post")
+    body = create["requestBody"]["content"]["application/json"]
+    assert body["examples"] == {"bolt": {"value": {"code": "BOLT-1", "name": "Bolt"}},
+                                "nut": {"value": {"code": "NUT-1", "name": "Nut"}}}
+    assert media(document, create["responses"]["201"], "application/json")["examples"] \
+        == {"bolt": {"value": {"code": "BOLT-1", "name": "Bolt"}}}
+    schemas = document["components"]["schemas"]
+    assert schemas["Thing"]["examples"] == [{"code": "BOLT-1", "name": "Bolt"}]
+    # A page is made of its item's examples; a model without any has none.
+    page = op(document, "/things", "get")["responses"]["200"]["content"]["application/json"]
+    assert page["examples"] == {"bolt": {"value": {
+        "items": [{"code": "BOLT-1", "name": "Bolt"}], "next_cursor": None}}}
+    assert "examples" not in op(document, "/things/{code}", "patch")["requestBody"][
+        "content"]["application/json"]
+    assert "examples" not in schemas["ThingPatch"]
+
+
+def test_an_example_the_model_refuses_is_an_error_at_once() -> None:
+    with pytest.raises(TypeError, match="example 'bad' of Broken is not valid"):
+        @examples(bad={"code": 1})
+        class Broken(BaseModel):
+            code: str
+
+
+def problems(document: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    response = op(document, path, method)["responses"][status]
+    return {name: example["value"] for name, example
+            in media(document, response, "application/problem+json")["examples"].items()}
+
+
+def test_every_problem_example_is_a_problem_of_its_status(document: dict[str, Any]) -> None:
+    checker = Draft202012Validator(PROBLEM_SCHEMA)
+    seen = 0
+    for item in document["paths"].values():
+        for method in item.values():
+            for status, response in method["responses"].items():
+                content = resolve(document, response).get("content", {})
+                for example in content.get("application/problem+json", {}).get(
+                        "examples", {}).values():
+                    checker.validate(example["value"])
+                    assert example["value"]["status"] == int(status)
+                    assert example["value"]["type"].startswith("https://fleet.example/problems/")
+                    seen += 1
+    assert seen > 50
+
+
+def test_problem_examples_are_the_types_the_services_answer(document: dict[str, Any]) -> None:
+    base = "https://fleet.example/problems/"
+    create = {status: problems(document, "/things", "post", status)
+              for status in ("400", "401", "403", "409", "415", "422")}
+    assert {p["type"] for p in create["400"].values()} \
+        == {base + "malformed-json", base + "bad-request"}
+    assert {p["type"] for p in create["401"].values()} == {base + "unauthorized"}
+    assert create["403"]["insufficient-scope"] == {
+        "type": base + "insufficient-scope", "title": "Forbidden", "status": 403,
+        "detail": "The token lacks the scope things:write."}
+    # The declared conflict, not a generic one.
+    assert create["409"] == {"duplicate-code": {
+        "type": base + "duplicate-code", "title": "Conflict", "status": 409,
+        "detail": "A thing with code BOLT-1 already exists."}}
+    assert create["415"]["unsupported-media-type"]["type"] == base + "unsupported-media-type"
+    assert {p["type"] for p in create["422"].values()} \
+        == {base + "validation-error", base + "idempotency-key-reused"}
+    assert create["422"]["validation-error"]["errors"] == [
+        {"field": "code", "message": "Field required"}]
+    listed = problems(document, "/things", "get", "400")
+    assert listed["invalid-cursor"]["type"] == base + "invalid-cursor"
+    assert problems(document, "/things/{code}", "patch", "412")["precondition-failed"][
+        "type"] == base + "precondition-failed"
+    # An undeclared conflict is the generic one; the gateway's own problems are its types.
+    assert set(problems(document, "/things/{code}/archive", "post", "409")) == {"conflict"}
+    assert problems(document, "/hello", "get", "429")["too-many-requests"]["type"] \
+        == base + "too-many-requests"
+
+
+def test_the_security_scheme_names_the_scopes(document: dict[str, Any]) -> None:
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert {key: scheme[key] for key in ("type", "scheme", "bearerFormat")} \
+        == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert "`things:read`, `things:write`" in scheme["description"]
+    assert op(document, "/things", "post")["security"] == [{"bearer": ["things:write"]}]
+    assert "security" not in op(document, "/hello", "get")
+
+
+def test_servers_say_where_the_paths_are_mounted(document: dict[str, Any]) -> None:
+    assert document["servers"] == [{"url": "/"}]
+    api = ProblemApi(Blueprint("v1", __name__))
+    api.add_resource(Health, "/hello")
+    mounted = build_openapi(api, "Hello", "1.0.0", "/v1", server=server_url("/things"))
+    validate(mounted)  # type: ignore[arg-type]
+    assert mounted["servers"] == [{"url": "/things"}]
+    assert server_url("/things/") == "/things"
+    for untrusted in (None, "", "/", "things", "/a b", "//evil.example", "/x/../y", "/a?b"):
+        assert server_url(untrusted) == "/"

@@ -9,7 +9,8 @@ route.
   with ``values[NAME]`` and raises ``ValueError`` naming the first one that has no value.
   NGINX's own variables (``$request_id``, ``$host``, ...) are never touched.
 - ``local_values(run_dir, listen, upstreams, ...)`` builds those values for NGINX running as a
-  local process, with the pid file, temp directories and logs under ``run_dir``.
+  local process, with the pid file, temp directories and logs under ``run_dir``, and the API
+  docs (/docs) served from the checkout's gateway/docs/ and the swagger-ui-bundle package.
 - ``template_values(settings)`` turns the container's settings (its environment) into the
   template's values as the image's entrypoint does: for each service ``GATEWAY_SERVICES``
   lists, its ``<SERVICE>_SERVERS`` becomes its upstream block and its route's target,
@@ -42,8 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_DOCS_DIR",
     "DEFAULT_RESOLVER_VALID",
+    "DEFAULT_SWAGGER_UI_DIR",
     "DERIVED_VARIABLES",
+    "DOCS_DIR",
+    "DOCS_PATH",
     "OPTIONAL_SETTINGS",
     "REQUIRED_SETTINGS",
     "RESOLVER",
@@ -51,11 +56,13 @@ __all__ = [
     "RESOLV_CONF",
     "SERVICES_SETTING",
     "SETTINGS",
+    "SWAGGER_UI_DIR",
     "TEMPLATE_PATH",
     "TEMPLATE_VARIABLES",
     "TRUSTED_PROXIES",
     "SystemResolver",
     "check_config",
+    "docs_config",
     "local_values",
     "make_traversable",
     "nginx_command",
@@ -68,6 +75,7 @@ __all__ = [
     "render",
     "server_lines",
     "server_setting",
+    "swagger_ui_path",
     "template_values",
     "template_variables",
     "write_config",
@@ -124,7 +132,18 @@ SETTINGS: frozenset[str] = REQUIRED_SETTINGS | {SERVICES_SETTING, TRUSTED_PROXIE
 #: Settings the container reads when they are set; their defaults are worked out at start
 #: (the nameservers from /etc/resolv.conf, DEFAULT_RESOLVER_VALID), so deployments leave
 #: them out.
-OPTIONAL_SETTINGS: frozenset[str] = frozenset({RESOLVER, RESOLVER_VALID})
+#: Where the API docs' own files are (gateway/docs/: the page /docs and Swagger UI's
+#: initializer), and Swagger UI's assets (the swagger-ui-bundle package's); unset or empty,
+#: where the image keeps them. Absolute paths of letters, digits, spaces and ``._/+@:~-``.
+DOCS_DIR = "GATEWAY_DOCS_DIR"
+SWAGGER_UI_DIR = "GATEWAY_SWAGGER_UI_DIR"
+DEFAULT_DOCS_DIR = "/usr/share/fleet-gateway/docs"
+DEFAULT_SWAGGER_UI_DIR = "/usr/share/fleet-gateway/swagger-ui"
+#: gateway/docs/ in the checkout, what a local run serves (the image copies it).
+DOCS_PATH: Path = TEMPLATE_PATH.parent / "docs"
+
+OPTIONAL_SETTINGS: frozenset[str] = frozenset({RESOLVER, RESOLVER_VALID, DOCS_DIR,
+                                               SWAGGER_UI_DIR})
 
 #: Template variables built from the settings rather than taken as they are: a list of
 #: addresses is the operator's language, directives and blocks are NGINX's, and envsubst
@@ -135,6 +154,9 @@ DERIVED_VARIABLES: frozenset[str] = frozenset(
         "GATEWAY_RESOLVER_DIRECTIVE",
         "GATEWAY_UPSTREAMS",
         "GATEWAY_ROUTES",
+        "GATEWAY_DOCS_CONFIG",
+        "GATEWAY_DOCS_ROOT",
+        "GATEWAY_SWAGGER_UI_ROOT",
     }
 )
 
@@ -182,6 +204,11 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 _LETTER = re.compile(r"[A-Za-z]")
 # A server parameter (weight=2, max_fails=1, fail_timeout=2s, backup, down, ...).
 _PARAMETER = re.compile(r"^[A-Za-z0-9_=.:-]+$")
+# A docs directory as the template quotes it (alias "..."): nothing NGINX would read as the end
+# of the string, a variable or a block.
+_DIRECTORY = re.compile(r"^/[A-Za-z0-9._/+@:~ -]*$")
+# The gateway serves its API docs at /docs/, so no service may be routed there.
+_RESERVED_SERVICES = frozenset({"docs"})
 
 
 def template_variables(template: str) -> frozenset[str]:
@@ -231,6 +258,9 @@ def parse_services(value: str | Iterable[str]) -> tuple[str, ...]:
         if not _SERVICE.fullmatch(entry):
             raise ValueError(f"{SERVICES_SETTING} is invalid: '{entry}' is not a service name "
                              "(a lower-case letter, then up to 62 lower-case letters and digits)")
+        if entry in _RESERVED_SERVICES:
+            raise ValueError(f"{SERVICES_SETTING} is invalid: '{entry}' is reserved (the "
+                             f"gateway serves its API docs at /{entry})")
         if entry in services:
             raise ValueError(f"{SERVICES_SETTING} is invalid: '{entry}' is listed twice")
         services.append(entry)
@@ -432,6 +462,11 @@ def template_values(
             lines.append(f"{service} {target};")
     values["GATEWAY_UPSTREAMS"] = _BLOCK_SEPARATOR.join(blocks)
     values["GATEWAY_ROUTES"] = _ROUTE_SEPARATOR.join(lines)
+    values["GATEWAY_DOCS_CONFIG"] = docs_config(
+        [service for service, route in routes.items() if route.target])
+    values["GATEWAY_DOCS_ROOT"] = _docs_root(settings, DOCS_DIR, DEFAULT_DOCS_DIR)
+    values["GATEWAY_SWAGGER_UI_ROOT"] = _docs_root(settings, SWAGGER_UI_DIR,
+                                                   DEFAULT_SWAGGER_UI_DIR)
     return values
 
 
@@ -452,6 +487,8 @@ def local_values(
     resolver: str | Iterable[str] = (),
     resolver_valid: str | None = None,
     resolv_conf: str | os.PathLike[str] = RESOLV_CONF,
+    docs_dir: str | os.PathLike[str] = DOCS_PATH,
+    swagger_ui_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, str]:
     """Template values for NGINX run as a local process (the settings and what
     ``template_values`` derives from them).
@@ -510,6 +547,10 @@ def local_values(
         settings[RESOLVER] = servers
     if resolver_valid is not None:
         settings[RESOLVER_VALID] = resolver_valid
+    # The docs from the checkout and the installed package, not from where the image has them.
+    settings[DOCS_DIR] = os.fspath(docs_dir)
+    settings[SWAGGER_UI_DIR] = os.fspath(swagger_ui_dir if swagger_ui_dir is not None
+                                         else swagger_ui_path())
     for name in services:
         try:
             lines = (server_lines(upstreams[name], max_fails=max_fails, fail_timeout=fail_timeout)
@@ -518,6 +559,30 @@ def local_values(
             raise ValueError(f"upstream {name}: {exc}") from None
         settings[server_setting(name)] = lines
     return template_values(settings, resolv_conf=resolv_conf)
+
+
+def docs_config(services: Iterable[str]) -> str:
+    """Swagger UI's configuration (``GATEWAY_DOCS_CONFIG``): the OpenAPI document of each
+    service, ``/<service>/v1/openapi.json``, named after it, in the given order."""
+    urls = ",".join(f'{{"url":"/{service}/v1/openapi.json","name":"{service}"}}'
+                    for service in services)
+    return f'{{"urls":[{urls}]}}'
+
+
+def swagger_ui_path() -> Path:
+    """Swagger UI's assets as the swagger-ui-bundle package installed them."""
+    import swagger_ui_bundle  # only a local run needs it (the image copies the assets)
+
+    return Path(os.fspath(swagger_ui_bundle.swagger_ui_path))
+
+
+def _docs_root(settings: Mapping[str, str], name: str, default: str) -> str:
+    """A docs directory setting (``default`` when unset or empty), without trailing slashes."""
+    directory = settings.get(name) or default
+    if not _DIRECTORY.match(directory):
+        raise ValueError(f"{name} is invalid: '{directory}' is not an absolute path of letters, "
+                         "digits, spaces and . _ / + @ : ~ -")
+    return directory.rstrip("/")
 
 
 def write_config(run_dir: str | os.PathLike[str], values: Mapping[str, str],

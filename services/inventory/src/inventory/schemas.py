@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet_shared.http.fields import Strict, omittable
+from fleet_shared.http.openapi import examples
 from fleet_shared.http.pagination import Page, PageQuery
 
 # Lengths (the patterns' own, spelled out) are those of the columns that keep them (models.py).
@@ -21,7 +22,16 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
 ReorderPoint = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
+# The examples tell one story: product WIDGET-1, 10 units into ams-1, 3 reserved for a shipment.
+_CREATED = "2026-01-05T09:30:00Z"
+_UPDATED = "2026-01-05T09:31:12Z"
+_LEVELS = {"on_hand": 10, "reserved": 3, "available": 7}
+_SHIPMENT = "0b7e2f4c-5a8d-4e61-9f3b-2c1d7a9e8b40"
 
+
+@examples(widget={"sku": "WIDGET-1", "name": "Widget", "description": "A blue widget.",
+                  "reorder_point": 2},
+          without_details={"sku": "GADGET-7", "name": "Gadget"})
 class ProductCreate(Strict):
     sku: Sku
     name: Name
@@ -29,6 +39,8 @@ class ProductCreate(Strict):
     reorder_point: ReorderPoint | None = None
 
 
+@examples(rename={"name": "Widget, blue"}, reorder={"reorder_point": 5},
+          clear_description={"description": None})
 class ProductPatch(Strict):
     """Only the fields sent change; a name may be left out but not set to null."""
 
@@ -44,6 +56,8 @@ class ProductPatch(Strict):
         return value
 
 
+@examples(receive={"warehouse": "ams-1", "delta": 10, "reason": "initial stock"},
+          write_off={"warehouse": "ams-1", "delta": -2, "reason": "damaged in storage"})
 class AdjustmentCreate(Strict):
     warehouse: Warehouse
     delta: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000,
@@ -68,6 +82,9 @@ class WarehouseStock(Levels):
     warehouse: str
 
 
+@examples(widget={"sku": "WIDGET-1", "name": "Widget", "description": "A blue widget.",
+                  "reorder_point": 2, **_LEVELS, "stock": [{"warehouse": "ams-1", **_LEVELS}],
+                  "created_at": _CREATED, "updated_at": _UPDATED})
 class Product(Levels):
     sku: str
     name: str
@@ -82,6 +99,9 @@ class ProductList(Page[Product]):
     pass
 
 
+@examples(receive={"id": "5f0c3a9e-8d2b-4c71-a6e4-1b9d0f3c7a25", "sku": "WIDGET-1",
+                   "warehouse": "ams-1", "delta": 10, "reason": "initial stock",
+                   "on_hand": 10, "reserved": 0, "available": 10, "created_at": _CREATED})
 class Adjustment(Levels):
     id: UUID
     sku: str
@@ -97,6 +117,10 @@ class ReservationLine(BaseModel):
     quantity: int
 
 
+@examples(active={"id": "9c4d2e1f-7b3a-4f85-8e60-d2a1b5c9f347", "reference": _SHIPMENT,
+                  "status": "active",
+                  "lines": [{"sku": "WIDGET-1", "warehouse": "ams-1", "quantity": 3}],
+                  "created_at": _UPDATED, "updated_at": _UPDATED})
 class Reservation(BaseModel):
     id: UUID
     reference: str

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from fleet_shared.http.fields import NOT_BLANK, SPACE, Email, Strict
+from fleet_shared.http.openapi import examples
 from fleet_shared.http.pagination import Page, PageQuery
 from shipping.countries import COUNTRY_CODES
 
@@ -48,6 +49,12 @@ PostalCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9 -]{0,18}[A
                                   max_length=20, examples=["1017 CE"])]
 Reason = Annotated[str, _text(500)]
 
+# The examples tell one story: order ORDER-1 for 3 x WIDGET-1, reserved, then dispatched.
+_CUSTOMER = {"name": "Ada Lovelace", "email": "ada@example.com"}
+_ADDRESS = {"line1": "Keizersgracht 1", "city": "Amsterdam", "postal_code": "1015 CJ",
+            "country": "NL"}
+_ITEMS = [{"sku": "WIDGET-1", "quantity": 3}]
+
 
 # --- requests -------------------------------------------------------------------------------
 
@@ -69,6 +76,12 @@ class Item(Strict):
     quantity: Quantity
 
 
+@examples(order={"order_reference": "ORDER-1", "customer": _CUSTOMER, "address": _ADDRESS,
+                 "items": _ITEMS},
+          two_lines={"order_reference": "ORDER-2", "customer": _CUSTOMER,
+                     "address": {**_ADDRESS, "line2": "3rd floor"},
+                     "items": [{"sku": "WIDGET-1", "quantity": 1},
+                               {"sku": "GADGET-7", "quantity": 2}]})
 class ShipmentCreate(Strict):
     order_reference: OrderReference
     customer: Customer
@@ -85,15 +98,19 @@ class ShipmentCreate(Strict):
         return items
 
 
+@examples(with_tracking={"carrier": "DHL", "tracking_number": "JD0001"},
+          carrier_only={"carrier": "Local courier"})
 class Dispatch(Strict):
     carrier: Annotated[str, _text(100)]
     tracking_number: Annotated[str, _text(100)] | None = None
 
 
+@examples(refused={"reason": "Recipient refused the parcel"})
 class Fail(Strict):
     reason: Reason
 
 
+@examples(customer_request={"reason": "Customer cancelled the order"})
 class Cancel(Strict):
     reason: Reason
 
@@ -116,6 +133,16 @@ class HistoryEntry(BaseModel):
     note: str | None
 
 
+@examples(dispatched={
+    "id": "0b7e2f4c-5a8d-4e61-9f3b-2c1d7a9e8b40", "order_reference": "ORDER-1",
+    "status": "dispatched", "customer": _CUSTOMER, "address": _ADDRESS, "items": _ITEMS,
+    "carrier": "DHL", "tracking_number": "JD0001",
+    "reservation_id": "9c4d2e1f-7b3a-4f85-8e60-d2a1b5c9f347", "shortages": [],
+    "history": [{"status": "pending", "at": "2026-01-05T09:31:12Z", "note": None},
+                {"status": "ready", "at": "2026-01-05T09:31:12.040Z", "note": None},
+                {"status": "dispatched", "at": "2026-01-05T14:02:45Z",
+                 "note": "DHL JD0001"}],
+    "created_at": "2026-01-05T09:31:12Z", "updated_at": "2026-01-05T14:02:45Z"})
 class Shipment(BaseModel):
     id: UUID
     order_reference: str

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet_shared.http.fields import NOT_BLANK, Email, Strict, omittable
+from fleet_shared.http.openapi import examples
 from fleet_shared.http.pagination import Page, PageQuery
 
 Status = Literal["open", "pending", "resolved", "closed"]
@@ -25,6 +26,27 @@ Person = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK,
                               examples=["agent-7"])]
 
 
+# The examples tell one story: Ada asks where her parcel is; agent-7 answers.
+_TICKET = "3e8a1c52-9f4b-4d07-b6a2-7c5e0d1f9b84"
+_COMMENT = {"id": "c1f5a7d3-2b6e-4a98-9d04-8e3f6b1a2c57", "ticket_id": _TICKET,
+            "author": "agent-7", "body": "The parcel is with DHL: tracking number JD0001.",
+            "created_at": "2026-01-06T10:15:00Z"}
+_SUMMARY = {"id": _TICKET, "subject": "Where is my parcel?",
+            "description": "Order ORDER-1 has not arrived yet.",
+            "customer_email": "ada@example.com",
+            "shipment_id": "0b7e2f4c-5a8d-4e61-9f3b-2c1d7a9e8b40",
+            "shipment_status": "dispatched", "status": "pending", "priority": "normal",
+            "source": "customer", "reason": None, "assignee": "agent-7",
+            "created_at": "2026-01-06T09:58:20Z", "updated_at": "2026-01-06T10:15:00Z"}
+
+
+@examples(customer={"subject": "Where is my parcel?",
+                    "description": "Order ORDER-1 has not arrived yet.",
+                    "customer_email": "ada@example.com",
+                    "shipment_id": "0b7e2f4c-5a8d-4e61-9f3b-2c1d7a9e8b40"},
+          urgent={"subject": "Wrong address on my order",
+                  "description": "Please send it to Keizersgracht 2 instead.",
+                  "customer_email": "ada@example.com", "priority": "urgent"})
 class TicketCreate(Strict):
     subject: Subject
     description: LongText
@@ -33,6 +55,8 @@ class TicketCreate(Strict):
     priority: Priority = "normal"
 
 
+@examples(take={"status": "pending", "assignee": "agent-7"}, escalate={"priority": "high"},
+          unassign={"assignee": None})
 class TicketPatch(Strict):
     """Only the fields sent change; `assignee: null` unassigns."""
 
@@ -48,11 +72,14 @@ class TicketPatch(Strict):
         return value
 
 
+@examples(answer={"author": "agent-7",
+                  "body": "The parcel is with DHL: tracking number JD0001."})
 class CommentCreate(Strict):
     author: Person
     body: LongText
 
 
+@examples(answer=_COMMENT)
 class Comment(BaseModel):
     id: UUID
     ticket_id: UUID
@@ -61,6 +88,7 @@ class Comment(BaseModel):
     created_at: datetime
 
 
+@examples(pending=_SUMMARY)
 class TicketSummary(BaseModel):
     id: UUID
     subject: str
@@ -81,6 +109,7 @@ class TicketSummary(BaseModel):
     updated_at: datetime
 
 
+@examples(pending={**_SUMMARY, "comments": [_COMMENT]})
 class Ticket(TicketSummary):
     comments: list[Comment]
 

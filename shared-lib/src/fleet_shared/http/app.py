@@ -19,8 +19,8 @@ from fleet_shared.events.on_commit import RelayOnCommit, relay_on_commit
 from fleet_shared.http.auth import ClaimRules, KeySource, StaticKeys, TokenVerifier
 from fleet_shared.http.jwks import JwksKeys
 from fleet_shared.http.metrics import install_metrics
-from fleet_shared.http.openapi import build_openapi
-from fleet_shared.http.resources import ProblemApi, problem_for
+from fleet_shared.http.openapi import build_openapi, server_url
+from fleet_shared.http.resources import ProblemApi, RenderedReads, problem_for
 from fleet_shared.settings import (
     HMAC_ALGORITHMS,
     ConfigError,
@@ -75,11 +75,15 @@ def create_service_app(
 
     @blueprint.get("/openapi.json")
     def openapi() -> Response:
-        return jsonify(build_openapi(api, title, "1.0.0", "/v1"))
+        # Behind the gateway the paths are mounted under its prefix for the service.
+        return jsonify(build_openapi(api, title, "1.0.0", "/v1",
+                                     server=server_url(request.headers.get("X-Forwarded-Prefix"))))
 
     app.register_blueprint(blueprint)
     if settings.metrics_enabled:
         install_metrics(app, multiprocess=settings.prometheus_multiproc_dir is not None)
+    # Last, once every route and hook is in place: rendered reads skip Flask's request path.
+    app.wsgi_app = RenderedReads(app, api, request_id_for)  # type: ignore[assignment]
     return app
 
 
@@ -103,11 +107,15 @@ def verifier_from_settings(settings: FleetSettings) -> TokenVerifier:
     return TokenVerifier(keys, rules)
 
 
+def request_id_for(incoming: str) -> str:
+    """The request's id: the caller's X-Request-ID when well-formed, else a new one."""
+    return incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
 def _install_request_id(app: Flask) -> None:
     @app.before_request
     def take_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = request_id_for(request.headers.get("X-Request-ID", ""))
         g.request_id = rid
         g.started = time.perf_counter()
         g.log_token = logs.request_id.set(rid)

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -55,21 +52,6 @@ def status_label(status: int) -> str:
     if status in STATUSES:
         return str(status)
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
-SHARED_MEMORY = Path("/dev/shm")
-
-
-def multiprocess_dir(name: str) -> Path:
-    """Where a gunicorn's workers keep their metric files: tmpfs when the machine has one.
-
-    prometheus_client memory-maps one file per worker and writes to it on every update; on a
-    disk-backed filesystem the kernel's writeback of those dirty pages cost a cheap GET a fifth
-    of its throughput, on tmpfs nothing measurable. /dev/shm is tmpfs on Linux and in
-    containers, and stays writable under a read-only root filesystem.
-    """
-    base = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) else Path(tempfile.gettempdir())
-    return base / f"fleet-metrics-{name}"
-
-
 @dataclass
 class _Tally:
     count: int = 0

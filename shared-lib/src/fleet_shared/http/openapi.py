@@ -10,20 +10,37 @@ It also carries OpenAPI links from each operation that returns one resource to t
 that act on it, so that a client (or a stateful test) can follow create -> read -> update ->
 act without guessing identifiers. A path parameter means the same thing wherever its name
 appears: `{sku}` is always a product's sku, `{ticket_id}` always a ticket's id.
+
+For a reader (and the gateway's Swagger UI at /docs) it carries examples: a model's own, declared
+where the service declares the model (`@examples(...)`, checked against the model when it is
+defined; a list's page gets one from its item's), and for every problem status the problem
+documents the services really answer (their `type` URIs: the shared conventions' problems made by
+the very functions that raise them, and each operation's declared conflicts). The security
+scheme names the scopes the operations need, and `servers` says where the document's paths are
+mounted: behind the gateway, under the prefix it forwards (X-Forwarded-Prefix), so "Try it out"
+calls `/<service>/v1/...`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from fleet_shared import domain
+from fleet_shared.http.auth import insufficient_scope, unauthorized
+from fleet_shared.http.fields import unstorable
 from fleet_shared.http.idempotency import KEY_PATTERN
 from fleet_shared.http.resources import Operation, ProblemApi
+from fleet_shared.problems import PROBLEM_TYPE_BASE, Problem, validation_problem
+
+M = TypeVar("M", bound=type[BaseModel])
 
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -34,9 +51,13 @@ _PARAM_TYPES = {"int": {"type": "integer"}, "uuid": {"type": "string", "format":
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "An RFC 9457 problem document: every error, the gateway's own included.",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"},
+        "type": {"type": "string",
+                 "description": f"What kind of problem: {PROBLEM_TYPE_BASE}<name>, e.g. "
+                                "not-found, validation-error, insufficient-scope, or a "
+                                "conflict's kind (duplicate-sku, invalid-transition, ...)."},
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
@@ -105,6 +126,140 @@ _PROBLEM_HEADERS: dict[int, dict[str, bool]] = {
     503: {"Retry-After": False},  # the service sets it; the gateway's own 503 does not
 }
 
+# Where a model keeps the examples `examples` declared (its own, never a base class's).
+_EXAMPLES = "__openapi_examples__"
+
+
+def examples(**named: Any) -> Callable[[M], M]:
+    """Declare a model's examples for the OpenAPI document, by name::
+
+        @examples(widget={"sku": "WIDGET-1", "name": "Widget"})
+        class ProductCreate(Strict): ...
+
+    Each is validated against the model, as JSON, when the class is defined: an example the
+    API would refuse (or could not answer) is an error at import, never a document that lies.
+    The document puts them in the model's schema (`examples`) and, by name, on every request
+    body or response the model is, where Swagger UI's "Try it out" starts from the first.
+    """
+    def declare(model: M) -> M:
+        for name, value in named.items():
+            try:
+                model.model_validate_json(json.dumps(value))
+            except ValueError as exc:
+                raise TypeError(f"example {name!r} of {model.__name__} is not valid: "
+                                f"{exc}") from None
+        setattr(model, _EXAMPLES, dict(named))
+        return model
+    return declare
+
+
+def model_examples(model: type[BaseModel]) -> dict[str, Any]:
+    """The examples of a model, by name: its own, or for a list's page, a page of its item's."""
+    own: dict[str, Any] | None = model.__dict__.get(_EXAMPLES)
+    if own is not None:
+        return own
+    if _is_page(model):
+        (item,) = get_args(model.model_fields["items"].annotation) or (None,)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return {name: {"items": [value], "next_cursor": None}
+                    for name, value in model_examples(item).items()}
+    return {}
+
+
+def _media(schema: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    found = model_examples(model) if model is not None else {}
+    if found:
+        media["examples"] = {name: {"value": value} for name, value in found.items()}
+    return media
+
+
+# --- problem examples -------------------------------------------------------------------------
+# What the gateway answers itself (gateway/nginx.conf.template, "errors the gateway makes
+# itself"): its types and titles, where they are not those Problem derives from the status.
+_GATEWAY_PROBLEMS = {
+    413: ("content-too-large", "Content Too Large",
+          "The request body is larger than the gateway accepts (1 MiB)."),
+    414: ("uri-too-long", "URI Too Long", "The request URI is longer than the gateway accepts."),
+    429: ("too-many-requests", "Too Many Requests",
+          "This client sent too many requests; retry after the number of seconds in "
+          "Retry-After."),
+    431: ("request-header-fields-too-large", "Request Header Fields Too Large",
+          "The request headers are larger than the gateway accepts."),
+    502: ("bad-gateway", "Bad Gateway", "The service behind this path could not be reached."),
+    504: ("gateway-timeout", "Gateway Timeout",
+          "The service behind this path did not answer in time."),
+}
+
+
+def _gateway(status: int) -> Problem:
+    kind, title, detail = _GATEWAY_PROBLEMS[status]
+    return Problem(status, detail, type_=kind, title=title)
+
+
+def _problem_examples(status: int, op: Operation | None = None,
+                      params: Sequence[str] = ()) -> dict[str, Problem]:
+    """Problem documents an operation (None: any operation) answers with `status`, by name:
+    made by the functions that raise them, so the `type` URIs are the ones clients get."""
+    if status == 400:
+        found = {}
+        if op is None or op.body is not None or 400 in op.errors:
+            found["malformed-json"] = Problem(400, "The request body is not valid JSON.",
+                                              type_="malformed-json")
+        if op is None or op.query is not None:
+            found["invalid-cursor"] = Problem(
+                400, "The cursor is not one this API issued; list again without it.",
+                type_="invalid-cursor",
+                errors=[{"field": "cursor", "message": "the cursor does not decode"}])
+        if op is None or op.idempotent or not found:
+            found["malformed-idempotency-key"] = Problem(
+                400, "Idempotency-Key must be 1-200 visible ASCII characters.")
+        return found
+    if status == 401:
+        return {"missing-token": unauthorized("A bearer token is required.", error=""),
+                "expired-token": unauthorized("The token has expired.")}
+    if status == 403:
+        return {"insufficient-scope": insufficient_scope(op.scope if op and op.scope
+                                                         else "<service>:write")}
+    if status == 404:
+        return {"not-found": Problem(404, "No such resource.")}
+    if status == 409:
+        conflicts = dict(op.conflicts) if op is not None else {}
+        return {kind: Problem(409, detail, type_=kind) for kind, detail in conflicts.items()} \
+            or {"conflict": Problem(409, "The resource's current state does not allow this.",
+                                    type_="conflict")}
+    if status == 412:
+        failed = domain.PreconditionFailed('"3f2a"')
+        return {"precondition-failed": Problem(412, failed.detail)}
+    if status == 415:
+        return {"unsupported-media-type": Problem(
+            415, "The request body must be application/json.")}
+    if status == 422:
+        if op is not None and op.body is not None:
+            error = {"field": next(iter(op.body.model_fields)), "message": "Field required"}
+        elif op is None or op.query is not None:
+            error = {"field": "limit", "message": "Input should be less than or equal to 200"}
+        elif params:
+            error = {"field": params[0], "message": str(unstorable("A\x00"))}
+        else:  # an action that takes no body, sent one
+            error = {"field": "note", "message": "Extra inputs are not permitted"}
+        found = {"validation-error": validation_problem([error])}
+        if op is None or op.idempotent:
+            found["idempotency-key-reused"] = Problem(
+                422, "This Idempotency-Key was used with a different request body.",
+                type_="idempotency-key-reused")
+        return found
+    if status == 500:
+        return {"internal-server-error": Problem(
+            500, "An unexpected error occurred; it has been logged.")}
+    if status == 503:
+        return {"database-unavailable": Problem(
+                    503, "The database is unavailable; try again shortly."),
+                "no-server": Problem(503, "No server of the service behind this path is "
+                                          "available.")}
+    return {_GATEWAY_PROBLEMS[status][0]: _gateway(status)} if status in _GATEWAY_PROBLEMS \
+        else {}
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -136,15 +291,20 @@ def _response_name(status: int) -> str:
                    re.split(r"[^A-Za-z]+", HTTPStatus(status).phrase) if word)
 
 
-def _problem(status: int) -> dict[str, Any]:
+def _problem(status: int, op: Operation | None = None,
+             params: Sequence[str] = ()) -> dict[str, Any]:
     headers = {"X-Request-ID": _header("X-Request-ID")}
     headers |= {name: _header(name, required)
                 for name, required in _PROBLEM_HEADERS.get(status, {}).items()}
+    media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    found = _problem_examples(status, op, params)
+    if found:
+        media["examples"] = {name: {"value": problem.to_dict()}
+                             for name, problem in found.items()}
     return {
         "description": _WHY.get(status, HTTPStatus(status).phrase),
         "headers": headers,
-        "content": {"application/problem+json": {"schema": {"$ref":
-                                                            "#/components/schemas/Problem"}}},
+        "content": {"application/problem+json": media},
     }
 
 
@@ -171,7 +331,7 @@ def _success(op: Operation, status: int, model: type[BaseModel] | None) -> dict[
     entry: dict[str, Any] = {"description": HTTPStatus(status).phrase,
                              "headers": {"X-Request-ID": _header("X-Request-ID")}}
     if model is not None:
-        entry["content"] = {"application/json": {"schema": _ref(model)}}
+        entry["content"] = {"application/json": _media(_ref(model), model)}
     # One resource always comes with its ETag (304 repeats it); a created one also with its
     # Location, and a replayed create says so.
     if status == 304 or (200 <= status < 300 and model is not None and not _is_page(model)):
@@ -204,7 +364,7 @@ def _operation(op: Operation, operation_id: str, path_params: list[dict[str, Any
         errors |= {400, 422}  # a cursor this API did not issue; a filter out of bounds
     if op.body is not None:
         doc["requestBody"] = {"required": True,
-                              "content": {"application/json": {"schema": _ref(op.body)}}}
+                              "content": {"application/json": _media(_ref(op.body), op.body)}}
         errors |= {400, 413, 415, 422}
     if op.idempotent:
         doc["parameters"].append({
@@ -226,8 +386,13 @@ def _operation(op: Operation, operation_id: str, path_params: list[dict[str, Any
             "schema": {"type": "string"}})
     responses = {str(status): _success(op, status, model)
                  for status, model in sorted(op.responses.items())}
+    names = [param["name"] for param in path_params]
     for status in sorted(errors - set(op.responses)):
-        responses[str(status)] = {"$ref": f"#/components/responses/{_response_name(status)}"}
+        # The shared response, unless this operation's problems say more (its scope, its
+        # conflicts, the fields it validates).
+        own = _problem(status, op, names)
+        responses[str(status)] = own if own != _problem(status) else {
+            "$ref": f"#/components/responses/{_response_name(status)}"}
     doc["responses"] = responses
     return doc
 
@@ -277,7 +442,32 @@ def _add_links(entries: list[_Entry]) -> None:
                 source.doc["responses"][str(status)]["links"] = links
 
 
-def build_openapi(api: ProblemApi, title: str, version: str, prefix: str) -> dict[str, Any]:
+_PREFIX = re.compile(r"^(/[A-Za-z0-9_-]+)*$")
+
+
+def server_url(forwarded_prefix: str | None) -> str:
+    """Where the document's paths are mounted: the gateway's prefix for the service (its
+    X-Forwarded-Prefix, e.g. "/inventory") when well-formed, else the root ("/")."""
+    prefix = (forwarded_prefix or "").rstrip("/")
+    return prefix if prefix and _PREFIX.match(prefix) else "/"
+
+
+def _security_scheme(scopes: list[str]) -> dict[str, Any]:
+    listed = ", ".join(f"`{scope}`" for scope in scopes) or "none"
+    return {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A JWT in `Authorization: Bearer <token>`. Its `scope` claim (scopes "
+                       "separated by spaces) must hold the scope each operation's security "
+                       f"requirement names. This API's scopes: {listed}. For a local fleet, "
+                       "`fleetctl token --scope '...'` mints one.",
+    }
+
+
+def build_openapi(api: ProblemApi, title: str, version: str, prefix: str, *,
+                  server: str = "/") -> dict[str, Any]:
+    """The document of `api`'s operations, their paths under `prefix` ("/v1"), which is
+    itself mounted at `server` (`server_url()`: "/" on the service, "/<service>" behind the
+    gateway)."""
     paths: dict[str, Any] = {}
     entries: list[_Entry] = []
     models: set[tuple[type[BaseModel], str]] = set()
@@ -313,18 +503,28 @@ def build_openapi(api: ProblemApi, title: str, version: str, prefix: str) -> dic
         ref_template="#/components/schemas/{model}",
     )
     components = dict(schemas.get("$defs", {}))
+    for model, _mode in models:
+        declared = model_examples(model)
+        if declared and model.__name__ in components:
+            components[model.__name__] = {**components[model.__name__],
+                                          "examples": list(declared.values())}
     components["Problem"] = PROBLEM_SCHEMA
     used = sorted({int(status) for entry in entries
                    for status, response in entry.doc["responses"].items() if "$ref" in response})
+    scopes = sorted({entry.op.scope for entry in entries if entry.op.scope})
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version,
+                 "description": f"The {title} API. Every error is an RFC 9457 problem document "
+                                "(`application/problem+json`) whose `type` is "
+                                f"{PROBLEM_TYPE_BASE}<name>; each response lists the problems "
+                                "it can be, with examples."},
+        "servers": [{"url": server}],
         "paths": paths,
         "components": {
             "schemas": components,
             "responses": {_response_name(status): _problem(status) for status in used},
             "headers": _HEADERS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
+            "securitySchemes": {"bearer": _security_scheme(scopes)},
         },
     }

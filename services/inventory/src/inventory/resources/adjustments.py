@@ -14,7 +14,12 @@ from inventory.resources.products import READ, WRITE
 class Adjustments(Resource):
     @operation("Add or remove stock in a warehouse", scope=WRITE,
                body=schemas.AdjustmentCreate, responses={201: schemas.Adjustment},
-               errors=(404, 409), idempotent=True)
+               errors=(404,), idempotent=True,
+               conflicts={"insufficient-stock": "Adjusting WIDGET-1 in ams-1 by -20 would leave "
+                                                "on_hand -10 below reserved 3 or zero.",
+                          "stock-limit-exceeded": "Adjusting WIDGET-1 in ams-1 by 1000000000 "
+                                                  "would take on_hand to 2147483650, above the "
+                                                  "2147483647 a stock level can hold."})
     def post(self, sku: str, body: schemas.AdjustmentCreate) -> Any:
         adjustment = services.adjust_stock(unit_of_work(), sku, body.warehouse, body.delta,
                                            body.reason)

@@ -4,9 +4,10 @@ from typing import Any
 
 from flask_restful import Resource
 
-from fleet_shared.http.etag import IfMatch
-from fleet_shared.http.resources import operation, unit_of_work
-from fleet_shared.http.responses import created, database, rendered_page, serve
+from fleet_shared.db import Database
+from fleet_shared.http.etag import IfMatch, Rendered
+from fleet_shared.http.resources import operation, rendered_read, unit_of_work
+from fleet_shared.http.responses import created, database, rendered_page
 from inventory import schemas, services
 
 READ, WRITE = "inventory:read", "inventory:write"
@@ -20,17 +21,19 @@ class Products(Resource):
         return rendered_page(items, query.limit)
 
     @operation("Create a product", scope=WRITE, body=schemas.ProductCreate,
-               responses={201: schemas.Product}, errors=(409,), idempotent=True)
+               responses={201: schemas.Product}, idempotent=True,
+               conflicts={"duplicate-sku": "A product with sku WIDGET-1 already exists."})
     def post(self, body: schemas.ProductCreate) -> Any:
         product = services.create_product(unit_of_work(), body.model_dump())
         return created(product.data(), f"/products/{body.sku}", product.etag)
 
 
 class ProductItem(Resource):
-    @operation("Get a product with its stock per warehouse", scope=READ,
-               responses={200: schemas.Product, 304: None}, errors=(404,))
-    def get(self, sku: str) -> Any:
-        return serve(services.get_product(database(), sku))
+    # The hottest read: answered off Flask's request path (fleet_shared.http.resources).
+    @rendered_read("Get a product with its stock per warehouse", scope=READ,
+                   responses={200: schemas.Product, 304: None}, errors=(404,))
+    def get(self, db: Database, sku: str) -> Rendered:
+        return services.get_product(db, sku)
 
     @operation("Change a product's name, description or reorder point", scope=WRITE,
                body=schemas.ProductPatch, responses={200: schemas.Product}, errors=(404,),

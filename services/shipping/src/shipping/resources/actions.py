@@ -20,7 +20,10 @@ from fleet_shared.http.validation import parse_body
 from shipping import schemas, services
 from shipping.resources.shipments import WRITE
 
-ERRORS = (404, 409)
+ERRORS = (404,)
+# From a status that does not allow the action (the state machine's one refusal).
+CONFLICTS = {"invalid-transition": "A shipment cannot go from pending to dispatched "
+                                   "(only from ready)."}
 
 
 def _no_body() -> None:
@@ -36,7 +39,7 @@ def _updated(shipment: dict[str, Any]) -> Any:
 class Dispatch(Resource):
     @operation("Hand a ready shipment to a carrier (inventory commits the stock)",
                scope=WRITE, body=schemas.Dispatch, responses={200: schemas.Shipment},
-               errors=ERRORS, idempotent=True, conditional=True)
+               errors=ERRORS, conflicts=CONFLICTS, idempotent=True, conditional=True)
     def post(self, shipment_id: UUID, body: schemas.Dispatch, if_match: IfMatch | None) -> Any:
         return _updated(services.dispatch(unit_of_work(), shipment_id, body.carrier,
                                           body.tracking_number, if_match))
@@ -45,7 +48,7 @@ class Dispatch(Resource):
 class Deliver(Resource):
     @operation("Record that a dispatched shipment was delivered", scope=WRITE,
                responses={200: schemas.Shipment}, errors=(*ERRORS, 400, 415, 422),
-               idempotent=True, conditional=True)
+               conflicts=CONFLICTS, idempotent=True, conditional=True)
     def post(self, shipment_id: UUID, if_match: IfMatch | None) -> Any:
         _no_body()
         return _updated(services.deliver(unit_of_work(), shipment_id, if_match))
@@ -54,7 +57,7 @@ class Deliver(Resource):
 class Fail(Resource):
     @operation("Record that delivery of a dispatched shipment failed", scope=WRITE,
                body=schemas.Fail, responses={200: schemas.Shipment}, errors=ERRORS,
-               idempotent=True, conditional=True)
+               conflicts=CONFLICTS, idempotent=True, conditional=True)
     def post(self, shipment_id: UUID, body: schemas.Fail, if_match: IfMatch | None) -> Any:
         return _updated(services.fail(unit_of_work(), shipment_id, body.reason, if_match))
 
@@ -62,7 +65,7 @@ class Fail(Resource):
 class Cancel(Resource):
     @operation("Cancel a shipment not yet dispatched (inventory releases its stock)",
                scope=WRITE, body=schemas.Cancel, responses={200: schemas.Shipment},
-               errors=ERRORS, idempotent=True, conditional=True)
+               errors=ERRORS, conflicts=CONFLICTS, idempotent=True, conditional=True)
     def post(self, shipment_id: UUID, body: schemas.Cancel, if_match: IfMatch | None) -> Any:
         return _updated(services.cancel(unit_of_work(), shipment_id, body.reason, if_match))
 
@@ -70,7 +73,7 @@ class Cancel(Resource):
 class Reserve(Resource):
     @operation("Ask inventory again to reserve a backordered shipment (back to pending)",
                scope=WRITE, responses={200: schemas.Shipment}, errors=(*ERRORS, 400, 415, 422),
-               idempotent=True, conditional=True)
+               conflicts=CONFLICTS, idempotent=True, conditional=True)
     def post(self, shipment_id: UUID, if_match: IfMatch | None) -> Any:
         _no_body()
         return _updated(services.request_reservation(unit_of_work(), shipment_id, if_match))

@@ -13,7 +13,9 @@ from support.resources.tickets import READ, WRITE
 
 class Comments(Resource):
     @operation("Comment on a ticket", scope=WRITE, body=schemas.CommentCreate,
-               responses={201: schemas.Comment}, errors=(404, 409), idempotent=True)
+               responses={201: schemas.Comment}, errors=(404,), idempotent=True,
+               conflicts={"ticket-closed": "Ticket 3e8a1c52-9f4b-4d07-b6a2-7c5e0d1f9b84 is "
+                                           "closed; a closed ticket takes no comments."})
     def post(self, ticket_id: UUID, body: schemas.CommentCreate) -> Any:
         comment = services.add_comment(unit_of_work(), ticket_id, body.author, body.body)
         return created(comment, f"/tickets/{ticket_id}/comments/{comment['id']}")

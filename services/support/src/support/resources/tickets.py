@@ -38,8 +38,12 @@ class TicketItem(Resource):
         return tagged(services.get_ticket(database(), ticket_id))
 
     @operation("Change a ticket's status, priority or assignee", scope=WRITE,
-               body=schemas.TicketPatch, responses={200: schemas.Ticket}, errors=(404, 409),
-               conditional=True)
+               body=schemas.TicketPatch, responses={200: schemas.Ticket}, errors=(404,),
+               conditional=True,
+               conflicts={"ticket-closed": "Ticket 3e8a1c52-9f4b-4d07-b6a2-7c5e0d1f9b84 is "
+                                           "closed; a closed ticket cannot change.",
+                          "invalid-transition": "A ticket cannot go from closed to open "
+                                                "(only from pending or resolved)."})
     def patch(self, ticket_id: UUID, body: schemas.TicketPatch, if_match: IfMatch | None) -> Any:
         ticket = services.update_ticket(unit_of_work(), ticket_id,
                                         body.model_dump(exclude_unset=True), if_match)
