@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from benchmarks.harness import Result
 from fleet_shared.db import Database, OutboxRow, UnitOfWork
 from fleet_shared.events.broker import Topology
-from fleet_shared.events.consumer import Consumer
+from fleet_shared.events.consumer import Consumer, pipelined
 from fleet_shared.events.envelope import Event
 from fleet_shared.events.relay import OutboxRelay
 from inventory.services import create_product
@@ -172,8 +172,11 @@ def _raw_consume(broker_url: str, queue: str, count: int) -> float:
     return count / elapsed
 
 
+@pipelined
 def record(uow: UnitOfWork, event: Event) -> None:
-    uow.session.execute(text("INSERT INTO bench_effects VALUES (:n)"), {"n": event.data["n"]})
+    """The handler: one committed INSERT per event, written as support's handlers write
+    (`UnitOfWork.execute` on the driver connection, `pipelined`)."""
+    uow.execute("INSERT INTO bench_effects VALUES (%s)", (event.data["n"],))
 
 
 def consumer(db: Database, broker_url: str, exchange: str) -> Result:

@@ -13,17 +13,18 @@ from sqlalchemy import text
 
 from fleet_shared.db import Database, UnitOfWork
 from fleet_shared.events.broker import Topology
-from fleet_shared.events.consumer import Consumer
+from fleet_shared.events.consumer import Consumer, pipelined
 from fleet_shared.events.envelope import Event
 
 EVENT_TYPE = "test.thing.happened"
 
 
+@pipelined
 def record_effect(uow: UnitOfWork, event: Event) -> None:
+    """Written as the services' handlers write: on the driver connection, pipelined."""
     if event.data["value"] < 0:
         raise ValueError("negative values are poison")
-    uow.session.execute(text("INSERT INTO effects VALUES (:id, :value)"),
-                        {"id": event.id, "value": event.data["value"]})
+    uow.execute("INSERT INTO effects VALUES (%s, %s)", (event.id, event.data["value"]))
 
 
 @contextmanager

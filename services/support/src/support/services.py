@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Row, func, select, text
 from sqlalchemy.orm import Session
 
 from fleet_shared.db import Database, UnitOfWork, iso_timestamp
@@ -239,8 +238,37 @@ class ShipmentView:
     customer_email: str | None
 
 
+# The projection's upsert (see record_shipment), on the driver connection (UnitOfWork.execute).
+_UPSERT_SHIPMENT = """
+INSERT INTO shipments AS s (shipment_id, order_reference, status, status_at, status_seq,
+                            customer_email)
+VALUES (%(shipment_id)s, %(order_reference)s, %(status)s, %(status_at)s, %(status_seq)s,
+        %(customer_email)s)
+ON CONFLICT (shipment_id) DO UPDATE SET
+    status = CASE WHEN CASE WHEN excluded.status_seq IS NOT NULL AND s.status_seq IS NOT NULL
+                            THEN excluded.status_seq > s.status_seq
+                            ELSE excluded.status_at > s.status_at END
+                  THEN excluded.status ELSE s.status END,
+    status_at = greatest(s.status_at, excluded.status_at),
+    -- greatest() skips nulls: a v1 event leaves the sequence as it was.
+    status_seq = greatest(s.status_seq, excluded.status_seq),
+    customer_email = coalesce(excluded.customer_email, s.customer_email),
+    updated_at = now()"""
+_RETURNING_VIEW = " RETURNING status, customer_email"
+_FILL_CUSTOMER_EMAIL = """
+UPDATE tickets SET customer_email = %s, updated_at = clock_timestamp()
+WHERE shipment_id = %s AND source = 'system' AND customer_email IS NULL"""
+_OPEN_SYSTEM_TICKET = """
+INSERT INTO tickets (id, subject, description, customer_email, shipment_id, priority, status,
+                     source, reason)
+VALUES (%s, %s, %s, %s, %s, %s, 'open', 'system', %s)
+ON CONFLICT (shipment_id, reason) WHERE source = 'system' DO NOTHING
+RETURNING id"""
+
+
 def record_shipment(uow: UnitOfWork, change: ShipmentChanged) -> ShipmentView:
-    """Upsert the projection in one statement (the row lock makes it race-free).
+    """Upsert the projection in one statement (the row lock makes it race-free) and return
+    the shipment as it now stands.
 
     The status moves only for an event newer than every one seen before: by `sequence`,
     which shipping assigns under the shipment's row lock, when both the event and the row
@@ -249,40 +277,34 @@ def record_shipment(uow: UnitOfWork, change: ShipmentChanged) -> ShipmentView:
     moves a shipment backwards. The row keeps the highest sequence and the latest
     `occurred_at` seen; the customer's email is kept whatever the order, since only the
     created event carries it.
+
+    Written with `UnitOfWork.execute`: no SQLAlchemy compile and result per event.
     """
-    table = models.Shipment
-    upsert = insert(table).values(
-        shipment_id=change.shipment_id, order_reference=change.order_reference,
-        status=change.status, status_at=change.occurred_at, status_seq=change.sequence,
-        customer_email=change.customer_email)
-    excluded = upsert.excluded
-    by_sequence = and_(excluded.status_seq.is_not(None), table.status_seq.is_not(None))
-    newer = case((by_sequence, excluded.status_seq > table.status_seq),
-                 else_=excluded.status_at > table.status_at)
-    stmt = upsert.on_conflict_do_update(
-        index_elements=[table.shipment_id],
-        set_={
-            "status": case((newer, excluded.status), else_=table.status),
-            "status_at": func.greatest(table.status_at, excluded.status_at),
-            # greatest() skips nulls: a v1 event leaves the sequence as it was.
-            "status_seq": func.greatest(table.status_seq, excluded.status_seq),
-            "customer_email": func.coalesce(excluded.customer_email, table.customer_email),
-            "updated_at": func.now(),
-        },
-    ).returning(table.status, table.customer_email)
-    row = uow.session.execute(stmt).one()
+    [(status, customer_email)] = uow.execute(_UPSERT_SHIPMENT + _RETURNING_VIEW,
+                                             _shipment_params(change)).fetchall()
     if change.customer_email is not None:
         _fill_customer_email(uow, change.shipment_id, change.customer_email)
-    return ShipmentView(row.status, row.customer_email)
+    return ShipmentView(status, customer_email)
+
+
+def project_shipment(uow: UnitOfWork, change: ShipmentChanged) -> None:
+    """`record_shipment` without reading anything back: nothing is waited for, so in a
+    pipelined handler (`fleet_shared.events.consumer.pipelined`) the statements go out with
+    the rest of the consumer's batch in one round trip."""
+    uow.execute(_UPSERT_SHIPMENT, _shipment_params(change))
+    if change.customer_email is not None:
+        _fill_customer_email(uow, change.shipment_id, change.customer_email)
+
+
+def _shipment_params(change: ShipmentChanged) -> dict[str, Any]:
+    return {"shipment_id": change.shipment_id, "order_reference": change.order_reference,
+            "status": change.status, "status_at": change.occurred_at,
+            "status_seq": change.sequence, "customer_email": change.customer_email}
 
 
 def _fill_customer_email(uow: UnitOfWork, shipment_id: uuid.UUID, email: str) -> None:
     """System tickets opened before the created event arrived learn their customer now."""
-    uow.session.execute(
-        update(models.Ticket)
-        .where(models.Ticket.shipment_id == shipment_id, models.Ticket.source == "system",
-               models.Ticket.customer_email.is_(None))
-        .values(customer_email=email, updated_at=func.clock_timestamp()))
+    uow.execute(_FILL_CUSTOMER_EMAIL, (email, shipment_id))
 
 
 def open_system_ticket(
@@ -298,17 +320,10 @@ def open_system_ticket(
     The unique index decides, so a redelivered event, a second backorder of the same
     shipment, or two workers racing all leave exactly one ticket.
     """
-    ticket_id: uuid.UUID | None = uow.session.execute(
-        insert(models.Ticket)
-        .values(id=uuid.uuid4(), subject=subject[:200], description=description,
-                customer_email=customer_email, shipment_id=shipment_id,
-                priority=SYSTEM_PRIORITIES[reason], status="open", source="system",
-                reason=reason)
-        .on_conflict_do_nothing(index_elements=[models.Ticket.shipment_id,
-                                                models.Ticket.reason],
-                                index_where=text("source = 'system'"))
-        .returning(models.Ticket.id)
-    ).scalar()
+    found = uow.execute(_OPEN_SYSTEM_TICKET, (
+        uuid.uuid4(), subject[:200], description, customer_email, shipment_id,
+        SYSTEM_PRIORITIES[reason], reason)).fetchone()
+    ticket_id: uuid.UUID | None = None if found is None else found[0]
     if ticket_id is None:
         log.info("system ticket already open", extra={"shipment_id": str(shipment_id),
                                                       "reason": reason})

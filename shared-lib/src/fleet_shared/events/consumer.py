@@ -16,6 +16,16 @@ What goes wrong is sorted by whose fault it is (`fleet_shared.db.error_kind`):
   batches settle instead of failing each other;
 - an outage (connection lost, server restarting): the batch is held, unacked, and tried again
   after a back-off, so it neither loses nor parks anything.
+
+What a batch costs: one statement records the inbox ids, the handlers' statements follow, one
+commit (durable: the business effects are), one ack with ``multiple``. Handlers write with
+`UnitOfWork.execute` on the driver connection (``session.execute(text(...))`` cost more than
+the write's round trip), and a handler declared `pipelined` sends its statements in psycopg's
+pipeline mode, so a batch of such handlers waits on the database once instead of once per
+statement (the consumer benchmark: 0.21 of raw consume with the ORM statement, 0.35-0.39 on
+the driver connection, 0.52-0.60 pipelined). Per delivery the loop builds nothing it does not
+need: metrics are counted once per type and outcome per batch, the INFO line per event (and
+its log context) only when INFO is on, and event ids stay text end to end.
 """
 
 from __future__ import annotations
@@ -24,14 +34,16 @@ import logging
 import random
 import threading
 import time
-import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from sqlalchemy import Connection, event
 
 from fleet_shared import logs
 from fleet_shared.db import CONTENTION, OUTAGE, Database, UnitOfWork, error_kind
@@ -44,15 +56,36 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, Event], None]
 Validator = Callable[[Event], None]
+H = TypeVar("H", bound=Handler)
 
-# One statement whatever the batch size, so the server prepares it once.
+# One statement whatever the batch size, so the server prepares it once. The ids go and come
+# back as text (the envelope holds them in canonical form, as PostgreSQL prints a uuid): no
+# UUID object is built for them on either side.
 _RECORD = ("INSERT INTO inbox (event_id, type) SELECT * FROM unnest(%s::uuid[], %s::text[]) "
-           "ON CONFLICT DO NOTHING RETURNING event_id")
+           "ON CONFLICT DO NOTHING RETURNING event_id::text")
 
 ATTEMPT_HEADER = "x-fleet-attempt"
 REASON_HEADER = "x-fleet-parked-reason"
 CONTENTION_RETRIES = 4  # per batch, then per delivery
 UNKNOWN_TYPE = "unknown"  # the metric label of anything that is not a handled type
+
+
+def pipelined(handler: H) -> H:
+    """Declare that `handler` may run in psycopg's pipeline mode: it touches the database
+    only through `UnitOfWork.execute` and `UnitOfWork.publish`, never catches a database
+    error of its own statements, and uses no result it does not fetch (no ``rowcount``).
+
+    In a batch, the statements of consecutive pipelined handlers are sent without waiting
+    for each answer: the batch costs one round trip where it cost one per statement (a
+    handler's single INSERT costs a quarter of what it did). Fetching rows (a ``RETURNING``)
+    waits for them, so reading back stays correct. What one of the statements does wrong
+    surfaces at the next wait instead of at its own call; in a batch any failure already
+    rolls the whole batch back and applies each delivery in a transaction of its own
+    (unpipelined), which finds the culprit. A pipelined handler that uses the session
+    anyway stays correct: the pipeline is left before SQLAlchemy's statement (`_Pipeline`).
+    """
+    handler.pipelined = True  # type: ignore[attr-defined]
+    return handler
 
 
 class PoisonEvent(Exception):
@@ -63,21 +96,17 @@ class DatabaseOutage(Exception):
     """The database went away while a batch was applied: hold the batch and wait."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     tag: int
     properties: pika.BasicProperties
     body: bytes
     event: Event | None = None
+    event_id: str = ""  # the event's id (canonical text), once decoded
     attempt: int = 1
     outcome: str = "applied"  # applied | duplicate | retry | park
     reason: str = ""
     type: str = UNKNOWN_TYPE  # a handled type, else UNKNOWN_TYPE: a bounded metric label
-
-    @cached_property
-    def event_id(self) -> uuid.UUID:
-        assert self.event is not None
-        return uuid.UUID(self.event.id)
 
     def park(self, reason: str) -> None:
         self.outcome, self.reason = "park", reason[:500]
@@ -118,6 +147,12 @@ class Consumer:
         self.name = name
         self.after_commit = after_commit  # e.g. wake the relay: handlers may have written events
         self.accepts = accepts
+        self.pipelined = frozenset(
+            event_type for event_type, handler in handlers.items()
+            if getattr(handler, "pipelined", False))
+        if self.pipelined and not event.contains(db.engine, "before_cursor_execute",
+                                                 _leave_pipeline):
+            event.listen(db.engine, "before_cursor_execute", _leave_pipeline)
         self.connected = threading.Event()
         self.heartbeat = time.monotonic()  # the worker's liveness check reads it
 
@@ -196,8 +231,19 @@ class Consumer:
                 connection.sleep(delay)
         if self.after_commit is not None:
             self.after_commit()
+        # Counted once per (type, outcome) and batch, not looked up per delivery; the INFO line
+        # per event is built (context and all) only when INFO is on.
+        settled: Counter[tuple[str, str]] = Counter()
+        info = log.isEnabledFor(logging.INFO)
         for delivery in batch:
-            self._settle(channel, delivery)
+            if delivery.outcome in ("applied", "duplicate"):
+                settled[delivery.type, delivery.outcome] += 1
+                if info:
+                    self._log_settled(delivery)
+            else:
+                self._settle(channel, delivery)
+        for (event_type, outcome), count in settled.items():
+            metrics.CONSUMED.labels(event_type, outcome).inc(count)
         channel.basic_ack(batch[-1].tag, multiple=True)
 
     def _decode(self, delivery: Delivery) -> None:
@@ -213,6 +259,7 @@ class Consumer:
             if self.validate is not None:
                 self.validate(event)
             delivery.event = event
+            delivery.event_id = event.id
         except (EnvelopeError, PoisonEvent) as exc:
             delivery.park(f"invalid event: {exc}")
         except RecursionError:
@@ -231,12 +278,17 @@ class Consumer:
             try:
                 with self.db.unit_of_work() as uow:
                     fresh = self._record(uow, todo)
-                    for delivery in todo:
-                        delivery.outcome = "applied" if delivery.event_id in fresh \
-                            else "duplicate"
-                        fresh.discard(delivery.event_id)  # the same event twice in one batch
-                        if delivery.outcome == "applied":
-                            self._run_handler(uow, delivery)
+                    with _Pipeline(uow) as pipeline:
+                        for delivery in todo:
+                            delivery.outcome = "applied" if delivery.event_id in fresh \
+                                else "duplicate"
+                            fresh.discard(delivery.event_id)  # the same event twice in a batch
+                            if delivery.outcome == "applied":
+                                if delivery.type in self.pipelined:
+                                    pipeline.enter()
+                                else:
+                                    pipeline.leave()
+                                self._run_handler(uow, delivery)
                     uow.commit()
                 return
             except Exception as exc:  # noqa: BLE001 - sorted below
@@ -272,20 +324,24 @@ class Consumer:
                 _pause(attempt)
 
     @staticmethod
-    def _record(uow: UnitOfWork, deliveries: list[Delivery]) -> set[uuid.UUID]:
+    def _record(uow: UnitOfWork, deliveries: list[Delivery]) -> set[str]:
         """Write the deliveries' ids to the inbox in one statement; return the ids that were
         new. An id already there was applied before: its delivery is a duplicate."""
-        connection = uow.session.connection().connection.driver_connection
-        assert connection is not None
-        inserted = connection.execute(_RECORD, ([d.event_id for d in deliveries],
-                                                [d.type for d in deliveries]))
+        inserted = uow.execute(_RECORD, ([d.event_id for d in deliveries],
+                                         [d.type for d in deliveries]))
         return {row[0] for row in inserted}
 
     def _run_handler(self, uow: UnitOfWork, delivery: Delivery) -> None:
         event = delivery.event
         assert event is not None
-        with logs.log_context(event_id=event.id, correlation_id=event.correlation_id):
+        # logs.log_context, inlined: this runs once per event.
+        event_token = logs.event_id.set(event.id)
+        correlation_token = logs.correlation_id.set(event.correlation_id)
+        try:
             self.handlers[event.type](uow, event)
+        finally:
+            logs.correlation_id.reset(correlation_token)
+            logs.event_id.reset(event_token)
 
     def _failed(self, delivery: Delivery, exc: Exception) -> None:
         with logs.log_context(event_id=delivery.event.id if delivery.event else None):
@@ -296,15 +352,15 @@ class Consumer:
         else:
             delivery.outcome = "retry"
 
+    @staticmethod
+    def _log_settled(delivery: Delivery) -> None:
+        event = delivery.event
+        assert event is not None
+        with logs.log_context(event_id=event.id, correlation_id=event.correlation_id):
+            log.info("event %s", delivery.outcome, extra={"type": event.type})
+
     def _settle(self, channel: BlockingChannel, delivery: Delivery) -> None:
         """Copy a failed delivery to its retry or parking queue (confirmed) before the ack."""
-        if delivery.outcome in ("applied", "duplicate"):
-            metrics.CONSUMED.labels(delivery.type, delivery.outcome).inc()
-            event = delivery.event
-            assert event is not None
-            with logs.log_context(event_id=event.id, correlation_id=event.correlation_id):
-                log.info("event %s", delivery.outcome, extra={"type": event.type})
-            return
         headers = dict(delivery.properties.headers or {})
         if delivery.outcome == "retry":
             delay = self.topology.retry_delays_ms[delivery.attempt - 1]
@@ -325,6 +381,56 @@ class Consumer:
             message_id=props.message_id, type=props.type, correlation_id=props.correlation_id,
             timestamp=props.timestamp, headers=headers,
         ))
+
+
+_PIPELINE_KEY = "fleet_consumer_pipeline"
+
+
+class _Pipeline:
+    """psycopg's pipeline mode on a unit of work's driver connection, entered for pipelined
+    handlers (`pipelined`) and left before any other, before the commit, and before any
+    statement SQLAlchemy runs on the connection: SQLAlchemy reads a cursor's description
+    right after executing, which pipeline mode has not received yet (`_leave_pipeline`)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.connection: Connection | None = None
+        self.stack: ExitStack | None = None
+
+    def __enter__(self) -> _Pipeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.leave(exc_type, exc, tb)
+
+    def enter(self) -> None:
+        if self.stack is not None:
+            return
+        connection = self.uow.session.connection()
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        stack = ExitStack()
+        stack.enter_context(driver.pipeline())
+        self.connection, self.stack = connection, stack
+        connection.info[_PIPELINE_KEY] = self
+
+    def leave(self, exc_type: type[BaseException] | None = None,
+              exc: BaseException | None = None, tb: TracebackType | None = None) -> None:
+        """Wait for every statement sent (raising the first one's error) and leave."""
+        stack, connection = self.stack, self.connection
+        if stack is None or connection is None:
+            return
+        self.stack = self.connection = None
+        connection.info.pop(_PIPELINE_KEY, None)
+        stack.__exit__(exc_type, exc, tb)
+
+
+def _leave_pipeline(connection: Connection, *_args: Any) -> None:
+    """SQLAlchemy is about to run a statement: leave the pipeline first, if one is open."""
+    pipeline = connection.info.get(_PIPELINE_KEY)
+    if pipeline is not None:
+        pipeline.leave()
 
 
 def _pause(attempt: int) -> None:

@@ -17,6 +17,18 @@ with a pause that doubles from `poll_interval` up to `idle_poll` (a cheap query 
 index), and `wake()` lets the consumer in the same process hand over the events its handlers
 just wrote at once. PostgreSQL ``NOTIFY`` would wake it too, but a notifying transaction takes
 a database-wide lock at commit, which serialises every writer of the service behind one fsync.
+
+The batch's transaction runs on the driver (psycopg) connection: the claimed rows come back
+as plain tuples (ids as text), with no SQLAlchemy row or UUID built per row. The commit that
+marks rows sent is asynchronous (``SET LOCAL synchronous_commit = off``): it does not wait
+for its WAL to reach the disk. The mark is the only thing this transaction writes, and losing
+it in a server crash only leaves rows unsent that the broker already has: they are published
+again and the consumers' inbox absorbs the duplicate, exactly as after a relay crash before
+the commit. The business effects and the outbox rows themselves were committed durably by
+their writers; nothing else changes. A batch that came back full is followed by the next
+claim at once, without the idle poll's look on the read pool first.
+Batches are 2,000 rows: the relay stops between batches (claim, publish, wait for the last
+confirm, mark), and at 1,000 those stops cost a fifth of its throughput.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from typing import Any
 import pika
 import psycopg
 from pika.spec import Basic
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from fleet_shared.db import Database
@@ -41,18 +53,20 @@ from fleet_shared.settings import EventSettings, defaults
 log = logging.getLogger(__name__)
 
 _DUE = "sent_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
-_CLAIM = text(
-    f"SELECT id, event_id, type, correlation_id, body FROM outbox WHERE {_DUE} "
-    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+_CLAIM = (
+    f"SELECT id, event_id::text, type, correlation_id, body FROM outbox WHERE {_DUE} "
+    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 # The idle poll: one prepared round trip on the autocommit read pool, no transaction.
 _ANY_DUE = f"SELECT 1 FROM outbox WHERE {_DUE} LIMIT 1"
-_MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
+_MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)"
+# Only for the marking transaction (see the module docstring for why it is safe).
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 # Refused or unroutable: try again after 1, 2, 4 ... seconds, at most every REFUSED_MAX_DELAY.
 REFUSED_MAX_DELAY = 300
-_MARK_REFUSED = text(
+_MARK_REFUSED = (
     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + "
-    f"least({REFUSED_MAX_DELAY}, power(2, attempts)) * interval '1 second' WHERE id = ANY(:ids)"
+    f"least({REFUSED_MAX_DELAY}, power(2, attempts)) * interval '1 second' WHERE id = ANY(%s)"
 )
 _BACKLOG = (
     "SELECT count(*) AS backlog, "
@@ -73,7 +87,7 @@ class OutboxRelay:
         exchange: str,
         *,
         name: str = "relay",
-        batch_size: int = 1000,
+        batch_size: int = 2000,  # 1000: 0.43 of raw pika, 2000: 0.53 (README)
         poll_interval: float = 0.01,
         idle_poll: float = defaults(EventSettings).relay_idle_poll,
         backlog_interval: float = 5.0,
@@ -128,6 +142,8 @@ class _RelaySession:
         self.error: BaseException | None = None
         self.channel: Any = None
         self.tx_conn: Connection | None = None
+        self.driver: Any = None  # tx_conn's psycopg connection
+        self.full = False  # the last batch claimed as many rows as it could: look again now
         # delivery tag -> (row id, type, event id)
         self.outstanding: dict[int, tuple[int, str, str]] = {}
         self.acked: list[tuple[int, str]] = []
@@ -229,36 +245,37 @@ class _RelaySession:
             return
         try:
             self._report_backlog()
-            rows: Sequence[Any] = []
-            if self.relay.db.read(_ANY_DUE):
+            rows: Sequence[tuple[Any, ...]] = []
+            if self.full or self.relay.db.read(_ANY_DUE):
                 self.tx_conn = self.relay.db.engine.connect()
-                rows = self.tx_conn.execute(_CLAIM, {"limit": self.relay.batch_size}).all()
+                self.tx_conn.begin()  # (through PgBouncer, its timeouts go out now)
+                self.driver = self.tx_conn.connection.driver_connection
+                rows = self.driver.execute(_CLAIM, (self.relay.batch_size,)).fetchall()
         except (DBAPIError, psycopg.Error) as exc:
             self._fail(exc)
             return
+        self.full = len(rows) >= self.relay.batch_size
         if not rows:
             self._rollback()
             # Idle: look again after a pause that doubles up to idle_poll.
             self.poll_delay = min(self.poll_delay * 2, self.relay.idle_poll)
             return
         self.poll_delay = self.relay.poll_interval
-        for row in rows:
-            event_id = str(row.event_id)
-            self.channel.basic_publish(
-                self.relay.exchange,
-                routing_key=row.type,
-                body=row.body.encode(),
-                properties=pika.BasicProperties(
-                    content_type="application/json",
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    message_id=event_id,
-                    type=row.type,
-                    correlation_id=row.correlation_id,
-                    timestamp=int(time.time()),
-                ),
-                mandatory=self.relay.mandatory(row.type),
-            )
-            self.outstanding[self.next_tag] = (row.id, row.type, event_id)
+        publish, exchange = self.channel.basic_publish, self.relay.exchange
+        timestamp = int(time.time())
+        mandatory: dict[str, bool] = {}  # per type, asked once a batch
+        for row_id, event_id, event_type, correlation_id, body in rows:
+            if event_type not in mandatory:
+                mandatory[event_type] = self.relay.mandatory(event_type)
+            publish(exchange, event_type, body.encode(), pika.BasicProperties(
+                content_type="application/json",
+                delivery_mode=2,  # persistent
+                message_id=event_id,
+                type=event_type,
+                correlation_id=correlation_id,
+                timestamp=timestamp,
+            ), mandatory[event_type])
+            self.outstanding[self.next_tag] = (row_id, event_type, event_id)
             self.next_tag += 1
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
@@ -292,11 +309,13 @@ class _RelaySession:
     def _finish_batch(self) -> None:
         assert self.tx_conn is not None
         try:
-            if self.acked:
-                self.tx_conn.execute(_MARK_SENT, {"ids": [row_id for row_id, _ in self.acked]})
-            if self.refused:
-                self.tx_conn.execute(_MARK_REFUSED,
-                                     {"ids": [row_id for row_id, _ in self.refused]})
+            with self.driver.pipeline():  # one round trip for the three, then the commit
+                self.driver.execute(_ASYNC_COMMIT)
+                if self.acked:
+                    self.driver.execute(_MARK_SENT, ([row_id for row_id, _ in self.acked],))
+                if self.refused:
+                    self.driver.execute(_MARK_REFUSED,
+                                        ([row_id for row_id, _ in self.refused],))
             self.tx_conn.commit()
         except (DBAPIError, psycopg.Error) as exc:
             # Published but not marked: they go out again, and the inboxes absorb them.
@@ -317,6 +336,7 @@ class _RelaySession:
         self.schedule_pump()  # more may be waiting: don't wait for the next tick
 
     def _rollback(self) -> None:
+        self.driver = None
         if self.tx_conn is not None:
             try:
                 self.tx_conn.close()  # rolls back whatever was not committed
