@@ -131,7 +131,6 @@ class Consumer:
         prefetch: int = defaults(EventSettings).consumer_prefetch,
         validate: Validator | None = None,
         name: str = "consumer",
-        after_commit: Callable[[], None] | None = None,
         accepts: Callable[[str], Collection[int]] = lambda _type: (1,),
     ) -> None:
         missing = set(topology.event_types) - set(handlers)
@@ -145,7 +144,6 @@ class Consumer:
         self.batch_size = max(1, prefetch // 2)
         self.validate = validate
         self.name = name
-        self.after_commit = after_commit  # e.g. wake the relay: handlers may have written events
         self.accepts = accepts
         self.pipelined = frozenset(
             event_type for event_type, handler in handlers.items()
@@ -229,8 +227,6 @@ class Consumer:
                     return  # unacked: the broker requeues the batch when the channel closes
                 self.heartbeat = time.monotonic()
                 connection.sleep(delay)
-        if self.after_commit is not None:
-            self.after_commit()
         # Counted once per (type, outcome) and batch, not looked up per delivery; the INFO line
         # per event is built (context and all) only when INFO is on.
         settled: Counter[tuple[str, str]] = Counter()
