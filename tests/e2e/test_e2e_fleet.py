@@ -236,9 +236,11 @@ def test_the_request_id_travels_from_client_to_logs_and_events(
     wait_status(client, shipment_id, "backordered")
     wait_for(lambda: client.tickets_for(shipment_id), 30, "the backorder ticket")
 
-    # The gateway's access log and the shipping api's own log line.
-    assert any(line.get("request_id") == request_id
-               for line in fleet.log_lines("gateway-access"))
+    # The gateway's access log (written at least once a second) and the shipping api's own
+    # log line.
+    wait_for(lambda: any(line.get("request_id") == request_id
+                         for line in fleet.log_lines("gateway-access")), 10,
+             "the request's line in the gateway's access log")
     assert any(line.get("request_id") == request_id and line["service"] == "shipping"
                for line in fleet.log_lines("shipping-api-"))
     # Every event the request caused carries it, through each service's outbox ...
