@@ -56,7 +56,7 @@ def outbox_writes(db: Database, writers: int) -> Result:
             rounds[with_outbox].append(_writes_per_second(db, with_outbox, threads=writers))
     return Result(f"write with its outbox row vs the same write without ({writers} writers)",
                   statistics.median(rounds[True]), statistics.median(rounds[False]),
-                  "writes/s", 0.9)
+                  "writes/s", 0.93)
 
 
 def _bench_queue(channel: Any, exchange: str) -> str:
@@ -103,7 +103,7 @@ def relay(db: Database, broker_url: str, exchange: str) -> Result:
     rounds = [_relay_round(db, broker_url, exchange) for _ in range(2)]
     return Result("outbox relay vs raw pika with asynchronous confirms",
                   statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
-                  "msg/s", 0.5)
+                  "msg/s", 0.6)
 
 
 def _relay_round(db: Database, broker_url: str, exchange: str) -> tuple[float, float]:
@@ -183,7 +183,7 @@ def consumer(db: Database, broker_url: str, exchange: str) -> Result:
     rounds = [_consumer_round(db, broker_url, exchange) for _ in range(2)]
     return Result("consumer committing its effects vs raw consume (prefetch 50)",
                   statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
-                  "msg/s", 0.3)
+                  "msg/s", 0.4)
 
 
 def _consumer_round(db: Database, broker_url: str, exchange: str) -> tuple[float, float]:
