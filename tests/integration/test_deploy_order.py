@@ -30,6 +30,7 @@ class Deployment:
         self.fleet = Fleet({}, {})
         self.stops: list[Callable[[], None]] = []
         self.queues: list[str] = []
+        self.apps: list[Any] = []  # each api's Fleet (its relay publishes on commit)
 
     def env(self, name: str) -> dict[str, str]:
         return service_env(self.urls[name], self.broker_url, self.exchange)
@@ -46,6 +47,7 @@ class Deployment:
         app = create_app(self.env(name))
         self.fleet.clients[name] = app.test_client()
         self.fleet.dbs[name] = app.extensions["fleet"].db
+        self.apps.append(app.extensions["fleet"])  # close() stops its relay
 
     def start(self, name: str) -> None:
         self.stops.append(start_worker(SPECS[name][0], self.env(name)))
@@ -57,8 +59,9 @@ class Deployment:
     def tear_down(self) -> None:
         for stop in self.stops:
             stop()
-        for name, db in self.fleet.dbs.items():
-            db.dispose()
+        for app_fleet in self.apps:
+            app_fleet.close()
+        for name in self.fleet.dbs:
             truncate_all(self.urls[name])
         delete_queues(self.broker_url, self.queues)
 

@@ -34,11 +34,13 @@ def database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
 def fleet(database_urls: dict[str, str], broker_url: str, exchange: str) -> Iterator[Fleet]:
     stop_all: list[Callable[[], None]] = []
     clients, dbs, queues = {}, {}, []
+    apps = []  # each api's relay publishes its commits' events at once: stopped with close()
     for name, (spec, create_app) in SPECS.items():
         env = service_env(database_urls[name], broker_url, exchange)
         app = create_app(env)
         clients[name] = app.test_client()
         dbs[name] = app.extensions["fleet"].db
+        apps.append(app.extensions["fleet"])
         stop_all.append(start_worker(spec, env))
         queues += list(spec.topology(spec.load_settings(env)).all_queues())
     yield Fleet(clients, dbs)
@@ -48,8 +50,9 @@ def fleet(database_urls: dict[str, str], broker_url: str, exchange: str) -> Iter
         published = {(row["body"]["type"], row["body"]["version"])
                      for row in db.read("SELECT body::json AS body FROM outbox")}
         assert published <= set(SPECS[name][0].publishes.items()), (name, published)
-    for name, db in dbs.items():
-        db.dispose()
+    for app_fleet in apps:
+        app_fleet.close()
+    for name in dbs:
         truncate_all(database_urls[name])
     delete_queues(broker_url, queues)
 
